@@ -1,0 +1,51 @@
+"""The ``banish`` command: parses arguments, dispatches to a verb, turns errors into exit codes.
+
+Every user error (bad option, broken filter, unreadable file) becomes one line on stderr naming
+the place and the reason, and exit status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import USAGE_EXIT, BanishError
+from . import regex
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_EXIT, f"banish: {message} (see banish --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="banish", description="Intrusion prevention that reads fail2ban's "
+                     "configuration unchanged.")
+    parser.add_argument("--version", action="version", version=f"banish {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+    p = verbs.add_parser("regex", help="test a filter against a log file or line",
+                         description="Test a filter against a log file or a single line.")
+    regex.add_arguments(p)
+    p.set_defaults(run=regex.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # A reader closing the pipe early (`banish regex ... | head`) is not an error.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except BanishError as exc:
+        print(f"banish: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
