@@ -190,7 +190,7 @@ def _report(out: TextIO, definition: FilterDefinition, flt: CompiledFilter,
     w = out.write
     w(f"Filter: {definition.name} ({definition.file or 'command line'})\n")
     w(f"Prefilter: {matcher.prefilter.engine if matcher.prefilter else 'off'}\n\n")
-    w("Failregex: {} total\n".format(sum(tally.per_regex.values())))
+    w(f"Failregex: {sum(tally.per_regex.values())} total\n")
     for i, compiled in enumerate(flt.failregex):
         hits = tally.per_regex.get(i, 0)
         if hits:
@@ -207,11 +207,11 @@ def _report(out: TextIO, definition: FilterDefinition, flt: CompiledFilter,
     rate = tally.lines / seconds if seconds > 0 else 0.0
     w(f"[processed in {seconds:.2f} s, {rate:,.0f} lines/s]\n")
     if tally.matched_lines:
-        w(f"\n|- Matched line(s):\n")
+        w("\n|- Matched line(s):\n")
         for line in tally.matched_lines:
             w(f"|  {line}\n")
     if tally.missed_lines:
-        w(f"\n|- Missed line(s):\n")
+        w("\n|- Missed line(s):\n")
         for line in tally.missed_lines:
             w(f"|  {line}\n")
 

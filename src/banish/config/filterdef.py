@@ -24,6 +24,9 @@ FILTER_OPTIONS = ("usedns", "prefregex", "ignoreregex", "failregex", "maxlines",
 
 _ARGS = re.compile(r"^\s*([\w\-./]+)\s*(?:\[(.*)\])?\s*$", re.S)
 _CONDITIONAL = re.compile(r"^(\w+)(\?.+)$")
+# A tag left after substitution that names an option-like word (lower case, as options are)
+# is a typo or an unknown mode; upper-case ones such as <NOSRV> are literal log text.
+_LEFTOVER_TAG = re.compile(r"(?<!\(\?P)<([a-z_][a-z0-9_\-]*(?:/[\w\-]+)?)>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,14 @@ def _resolve(tree: IniTree, name: str, path: str, passed: dict[str, str]) -> Fil
             return None
 
     values = substitute_tags(combined, ignore=ignore, fallback=fallback)
+    for opt in ("failregex", "ignoreregex", "prefregex", "datepattern"):
+        leftover = _LEFTOVER_TAG.search(values.get(opt) or "")
+        if leftover:
+            hint = ""
+            if leftover.group(1).startswith(("mdre-", "mode")) and "mode" in values:
+                hint = f" (is mode={values['mode']!r} a mode this filter knows?)"
+            raise ConfigError(f"unknown tag <{leftover.group(1)}>: no option of that name{hint}",
+                              option=opt)
     failregex = _lines(values.get("failregex"))
     if not failregex:
         raise ConfigError("no failregex defined", option="failregex")

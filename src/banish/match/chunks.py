@@ -36,7 +36,10 @@ def prefilter_for(flt: CompiledFilter) -> Prefilter | None:
         if need is None:
             return None
         needs.append(need)
-    return Prefilter(needs)
+    required = None
+    if flt.prefregex is not None:
+        required = required_literals(flt.prefregex.pattern.pattern, flt.prefregex.pattern.flags)
+    return Prefilter(needs, required)
 
 
 def decode(raw: bytes) -> str:
@@ -72,7 +75,7 @@ class ChunkMatcher:
         pos = 0
         count = chunk.count
         find = chunk.find
-        for start in self.prefilter.candidate_starts(chunk):
+        for start, regexes in self.prefilter.candidates(chunk):
             index += count(b"\n", pos, start)
             end = find(b"\n", start)
             if end < 0:
@@ -82,7 +85,7 @@ class ChunkMatcher:
             def recall(start: int = start) -> float | None:
                 return self._recall_date(chunk, start, now)
 
-            yield LineOutcome(index, text, flt.process(text, now, recall=recall))
+            yield LineOutcome(index, text, flt.process(text, now, recall=recall, only=regexes))
             pos = start
 
     def _recall_date(self, chunk: bytes, start: int, now: float) -> float | None:
@@ -95,6 +98,6 @@ class ChunkMatcher:
             begin = chunk.rfind(b"\n", 0, end) + 1
             hit = dates.find(decode(chunk[begin:end]), now)
             if hit is not None and hit.time is not None:
-                return hit.time
+                return float(hit.time)
             end = begin - 1
         return None

@@ -116,11 +116,13 @@ class CompiledFilter:
         return rest, None
 
     def process(self, line: str, now: float, time: float | None = None,
-                recall: Callable[[], float | None] | None = None) -> LineResult:
+                recall: Callable[[], float | None] | None = None,
+                only: tuple[int, ...] | None = None) -> LineResult:
         """Feed one line (without its newline). ``time`` is given when the source knows it.
 
         ``recall`` finds the date of the last dated line when the caller skipped lines (the
-        prefilter) and this one has no date of its own.
+        prefilter) and this one has no date of its own. ``only`` names the failregexes worth
+        trying (the prefilter found their literals); the others cannot match.
         """
         if time is not None or self.journal:
             text = line
@@ -135,9 +137,10 @@ class CompiledFilter:
                         self._last_date = recalled
                 if self._last_date is not None and self._last_date > now - _LAST_DATE_WINDOW:
                     when = self._last_date
-        return self._find(text, when)
+        return self._find(text, when, only)
 
-    def _find(self, text: str, when: float | None) -> LineResult:
+    def _find(self, text: str, when: float | None, only: tuple[int, ...] | None = None
+              ) -> LineResult:
         if self.maxlines > 1:
             self._buffer.append(text)
             del self._buffer[:-self.maxlines]
@@ -145,13 +148,14 @@ class CompiledFilter:
         else:
             self._buffer = [text]
             original = self._buffer
-        buf: str | None = "\n".join(self._buffer) + "\n"
+        joined = "\n".join(self._buffer) + "\n"
+        buf: str | None = joined
         if self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2 and \
-                self._ignored(buf, None):
+                self._ignored(joined, None):
             return LineResult([], ignored=True, time=when)
         pre_groups: dict[str, object] = {}
         if self.prefregex is not None:
-            m = self.prefregex.pattern.search(buf)
+            m = self.prefregex.pattern.search(joined)
             if m is None:
                 return LineResult([], time=when)
             pre_groups = self.prefregex.groups(m)
@@ -161,7 +165,9 @@ class CompiledFilter:
                 buf = None
         hits: list[Hit] = []
         ignored = False
-        for index, compiled in enumerate(self.failregex):
+        regexes = self.failregex
+        for index in range(len(regexes)) if only is None else only:
+            compiled = regexes[index]
             if buf is None:
                 buf = "\n".join(self._buffer) + "\n"
             m = compiled.pattern.search(buf)

@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+_hs: Any
 try:
-    import hyperscan as _hs
+    _hs = importlib.import_module("hyperscan")
 except ImportError:  # pragma: no cover - depends on the platform's wheels
     _hs = None
 
@@ -33,6 +34,11 @@ class Need:
 
     words: frozenset[str]
     caseless: bool = False
+
+    def found_in(self, text: str) -> bool:
+        if self.caseless:
+            text = text.lower()
+        return any(word in text for word in self.words)
 
     def score(self) -> tuple[int, int]:
         return (min(len(w) for w in self.words), -len(self.words))
@@ -67,36 +73,99 @@ def _better(a: Need | None, b: Need | None) -> Need | None:
     return a if a.score() >= b.score() else b
 
 
+def _exact_item(op: Any, av: Any, caseless: bool) -> set[str] | None:
+    """The few exact strings one regex item can match, or None if they are many or unknown."""
+    if op is _c.LITERAL:
+        ch = chr(av)
+        return {ch.lower() if caseless else ch}
+    if op is _c.AT:
+        return {""}  # ^, $, \b: consume nothing
+    if op is _c.IN:
+        chars = set()
+        for kind, value in av:
+            if kind is not _c.LITERAL:
+                return None
+            chars.add(chr(value).lower() if caseless else chr(value))
+        return chars if 0 < len(chars) <= 4 else None
+    if op is _c.SUBPATTERN:
+        add_flags, del_flags = av[1], av[2]
+        sub_caseless = (caseless or bool(add_flags & _c.SRE_FLAG_IGNORECASE)) and not (
+            del_flags & _c.SRE_FLAG_IGNORECASE)
+        return _exact(av[3], caseless) if sub_caseless == caseless else None
+    if op is _c.BRANCH:
+        out: set[str] = set()
+        for branch in av[1]:
+            strings = _exact(branch, caseless)
+            if strings is None:
+                return None
+            out |= strings
+        return out if len(out) <= _MAX_ALTERNATIVES else None
+    if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+        low, high, item = av
+        inner = _exact(item, caseless)
+        if inner is None or high > 3:
+            return None
+        out = set()
+        for count in range(low, high + 1):
+            product = {""}
+            for _ in range(count):
+                product = {a + b for a in product for b in inner}
+            out |= product
+        return out if len(out) <= _MAX_ALTERNATIVES else None
+    return None
+
+
+def _exact(items: Any, caseless: bool) -> set[str] | None:
+    out = {""}
+    for op, av in items:
+        strings = _exact_item(op, av, caseless)
+        if strings is None:
+            return None
+        out = {a + b for a in out for b in strings}
+        if len(out) > _MAX_ALTERNATIVES:
+            return None
+    return out
+
+
+def _need_of(strings: set[str], caseless: bool) -> Need | None:
+    """Each alternative must leave a date-safe piece of useful length; keep its longest."""
+    words = set()
+    for string in strings:
+        piece = max(_date_safe_pieces(string), key=len)
+        if len(piece) < _MIN_LITERAL:
+            return None
+        words.add(piece)
+    return Need(frozenset(words), caseless) if words else None
+
+
 def _seq_need(items: Any, caseless: bool) -> Need | None:
+    """The most selective need of a sequence: runs of exact items multiply into word sets."""
     best: Need | None = None
-    run: list[str] = []
+    current: set[str] = {""}
 
     def flush() -> None:
-        nonlocal best, run
-        for word in _date_safe_pieces("".join(run)):
-            if len(word) >= _MIN_LITERAL:
-                best = _better(best, Need(frozenset([word.lower() if caseless else word]),
-                                          caseless))
-        run = []
+        nonlocal best, current
+        if current != {""}:
+            best = _better(best, _need_of(current, caseless))
+        current = {""}
 
     for op, av in items:
-        if op is _c.LITERAL:
-            run.append(chr(av))
+        strings = _exact_item(op, av, caseless)
+        if strings is not None:
+            product = {a + b for a in current for b in strings}
+            if len(product) <= _MAX_ALTERNATIVES:
+                current = product
+                continue
+            flush()
+            current = strings if len(strings) <= _MAX_ALTERNATIVES else {""}
             continue
+        flush()
         if op is _c.SUBPATTERN:
             add_flags, del_flags = av[1], av[2]
             sub_caseless = (caseless or bool(add_flags & _c.SRE_FLAG_IGNORECASE)) and not (
                 del_flags & _c.SRE_FLAG_IGNORECASE)
-            if sub_caseless == caseless:
-                inner = list(av[3])
-                if all(o is _c.LITERAL for o, _ in inner):
-                    run.extend(chr(v) for _, v in inner)
-                    continue
-            flush()
             best = _better(best, _seq_need(av[3], sub_caseless))
-            continue
-        flush()
-        if op is _c.BRANCH:
+        elif op is _c.BRANCH:
             best = _better(best, _branch_need(av[1], caseless))
         elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
             best = _better(best, _seq_need(av[2], caseless))
@@ -136,14 +205,24 @@ def required_literals(pattern: str, flags: int = 0) -> Need | None:
 
 
 class Prefilter:
-    """Finds candidate lines in a chunk of bytes for one or more filters' literal needs."""
+    """Finds candidate lines in a chunk of bytes, and which needs each line satisfies.
 
-    def __init__(self, needs: Iterable[Need]) -> None:
-        words: dict[tuple[bytes, bool], None] = {}
-        for need in needs:
+    Need ``i`` usually belongs to failregex ``i``: a line then only runs the regexes whose
+    literals it holds.
+    """
+
+    REQUIRED = -1  # the owner index of ``required``'s words
+
+    def __init__(self, needs: Iterable[Need], required: Need | None = None) -> None:
+        """``required``: a need every candidate must meet as well (a prefregex's literals)."""
+        owners: dict[tuple[bytes, bool], list[int]] = {}
+        indexed = [(self.REQUIRED, required)] if required is not None else []
+        for index, need in [*indexed, *enumerate(needs)]:
             for word in need.words:
-                words[(word.encode("utf-8"), need.caseless)] = None
-        self.words = list(words)
+                owners.setdefault((word.encode("utf-8"), need.caseless), []).append(index)
+        self._required = required is not None
+        self.words = list(owners)
+        self._owners = [tuple(owners[w]) for w in self.words]
         self._db: Any = None
         if _hs is not None and self.words:
             db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
@@ -156,42 +235,67 @@ class Prefilter:
     def engine(self) -> str:
         return "hyperscan" if self._db is not None else "bytes.find"
 
-    def candidate_starts(self, chunk: bytes) -> list[int]:
-        """Sorted start offsets of the lines in ``chunk`` that hold any literal."""
-        ends: list[int] = []
+    def _word_hits(self, chunk: bytes) -> list[tuple[int, int]]:
+        """(end offset, word id) of every literal occurrence, by offset."""
+        hits: list[tuple[int, int]] = []
         if self._db is not None:
-            def on_match(_id: int, _frm: int, to: int, _flags: int, _ctx: object) -> None:
-                ends.append(to)
+            append = hits.append
+
+            def on_match(word_id: int, _frm: int, to: int, _flags: int, _ctx: object) -> None:
+                append((to, word_id))
             self._db.scan(chunk, match_event_handler=on_match)
-        else:
-            lowered: bytes | None = None
-            for word, caseless in self.words:
-                hay = chunk
-                if caseless:
-                    if lowered is None:
-                        lowered = chunk.lower()
-                    hay = lowered
-                find = hay.find
-                pos = find(word)
-                while pos >= 0:
-                    ends.append(pos + len(word))
-                    nl = hay.find(b"\n", pos)
-                    if nl < 0:
-                        break
-                    pos = find(word, nl + 1)
-            ends.sort()
-        starts: list[int] = []
-        next_line_at = -1
+            return hits
+        lowered: bytes | None = None
+        for word_id, (word, caseless) in enumerate(self.words):
+            hay = chunk
+            if caseless:
+                if lowered is None:
+                    lowered = chunk.lower()
+                hay = lowered
+            find = hay.find
+            pos = find(word)
+            while pos >= 0:
+                hits.append((pos + len(word), word_id))
+                nl = hay.find(b"\n", pos)
+                if nl < 0:
+                    break
+                pos = find(word, nl + 1)
+        hits.sort()
+        return hits
+
+    def candidates(self, chunk: bytes) -> list[tuple[int, tuple[int, ...]]]:
+        """(line start offset, sorted need indices) for each line holding any literal."""
+        out: list[tuple[int, tuple[int, ...]]] = []
+        owners = self._owners
         rfind = chunk.rfind
         find = chunk.find
-        for end in ends:
-            if end <= next_line_at:
-                continue
-            start = rfind(b"\n", 0, end - 1) + 1
-            starts.append(start)
-            nl = find(b"\n", end - 1)
-            next_line_at = len(chunk) if nl < 0 else nl
-        return starts
+        line_end = -1
+        start = 0
+        found: set[int] = set()
+        required = self._required
+
+        def emit() -> None:
+            if required:
+                if self.REQUIRED not in found:
+                    return
+                found.discard(self.REQUIRED)
+            if found:
+                out.append((start, tuple(sorted(found))))
+
+        for end, word_id in self._word_hits(chunk):
+            if end > line_end:
+                emit()
+                found = set()
+                start = rfind(b"\n", 0, end - 1) + 1
+                nl = find(b"\n", end - 1)
+                line_end = len(chunk) if nl < 0 else nl
+            found.update(owners[word_id])
+        emit()
+        return out
+
+    def candidate_starts(self, chunk: bytes) -> list[int]:
+        """Sorted start offsets of the lines in ``chunk`` that hold any literal."""
+        return [start for start, _ in self.candidates(chunk)]
 
 
 def _escape(word: bytes) -> bytes:
