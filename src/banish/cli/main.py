@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import USAGE_EXIT, BanishError
-from . import regex
+from . import regex, run, scan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,12 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="banish", description="Intrusion prevention that reads fail2ban's "
                      "configuration unchanged.")
     parser.add_argument("--version", action="version", version=f"banish {__version__}")
+    parser.add_argument("--socket", metavar="PATH",
+                        help="control socket of the daemon (default: $BANISH_SOCKET or the "
+                             "config's socket)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
     p = verbs.add_parser("regex", help="test a filter against a log file or line",
                          description="Test a filter against a log file or a single line.")
     regex.add_arguments(p)
     p.set_defaults(run=regex.run)
+    p = verbs.add_parser("run", help="run the daemon in the foreground",
+                         description="Run the daemon in the foreground (systemd Type=notify).")
+    run.add_arguments(p)
+    p.set_defaults(run=run.run)
+    p = verbs.add_parser("scan", help="what-if: which addresses would the jails ban in these logs",
+                         description="Offline what-if over existing logs: no daemon, no root.")
+    scan.add_arguments(p)
+    p.set_defaults(run=scan.run)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The daemon: the only place where stages are wired together (one asyncio runtime)."""

@@ -1,0 +1,205 @@
+"""Ban bookkeeping: the store first, then the firewall, then the log line.
+
+Owns the order that makes bans survive anything: a ban is committed to the store before the
+backend is asked to apply it and before ``Ban`` is logged or reported; at start the store's
+active bans are re-applied with their remaining time and expired ones released; a backend that
+fails keeps the ban in the store and retries it (shown in ``status``), never dropping it.
+Must not: parse logs, decide bans, or read the clock itself (``now`` comes from the runtime).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
+from ..store.base import ActiveBan, Ban, BanKey, Store
+from .logsetup import NOTICE
+
+log = logging.getLogger("banish.actions")
+
+
+def canonical_address(text: str) -> str | None:
+    """The canonical text of an address or network (IPv4-mapped IPv6 as IPv4), or None."""
+    try:
+        if "/" in text:
+            net = ipaddress.ip_network(text, strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                return canonical_address(str(net.network_address))
+            return str(net)
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def _entry(address: str, jail: str, expires_at: float | None, now: float) -> BanEntry | None:
+    net = ipaddress.ip_network(address, strict=False)
+    target: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | \
+        ipaddress.IPv6Network = net.network_address if net.prefixlen == net.max_prefixlen else net
+    if expires_at is None:
+        return BanEntry(target, jail, None)
+    left = expires_at - now
+    if left <= 0:
+        return None
+    return BanEntry(target, jail, left)
+
+
+@dataclass
+class Enforcer:
+    """Active bans of every jail, kept equal in the store, in memory and in the firewall."""
+
+    store: Store
+    backends: Mapping[str, Backend]
+    jail_backend: dict[str, str] = field(default_factory=dict)
+    active: dict[BanKey, ActiveBan] = field(default_factory=dict)
+    failed: dict[BanKey, str] = field(default_factory=dict)
+    total_banned: dict[str, int] = field(default_factory=dict)
+
+    async def start(self, firewalls: Sequence[JailFirewall], jail_backend: dict[str, str],
+                    now: float) -> None:
+        """Create firewall structure, release what expired while down, re-apply the rest."""
+        self.jail_backend = dict(jail_backend)
+        for name, backend in self.backends.items():
+            await backend.start([f for f in firewalls if jail_backend.get(f.name) == name])
+        for ban in self.store.release_expired(now):
+            log.log(NOTICE, "[%s] Unban %s (expired while banish was not running)",
+                    ban.jail, ban.address)
+        self.active = {b.key: b for b in self.store.active_bans(now)}
+        restored = len(self.active)
+        await self.reconcile(now)
+        if restored:
+            log.info("Restored %d active ban(s) from the store", restored)
+
+    async def reconcile(self, now: float) -> None:
+        """Make every backend hold exactly the active bans (repairs hand-made changes)."""
+        by_backend: dict[str, list[BanEntry]] = {name: [] for name in self.backends}
+        for ban in self.active.values():
+            name = self.jail_backend.get(ban.jail)
+            entry = _entry(ban.address, ban.jail, ban.expires_at, now)
+            if name is not None and entry is not None:
+                by_backend[name].append(entry)
+        for name, entries in by_backend.items():
+            try:
+                await self.backends[name].reconcile(entries)
+            except BackendError as exc:
+                log.error("Reconcile with %s failed: %s", name, exc)
+                for e in entries:
+                    self.failed[BanKey(str(e.address), e.jail)] = str(exc)
+            else:
+                for e in entries:
+                    self.failed.pop(BanKey(str(e.address), e.jail), None)
+
+    def is_banned(self, address: str, jail: str) -> bool:
+        return BanKey(address, jail) in self.active
+
+    async def ban(self, bans: Sequence[Ban], now: float) -> list[Ban]:
+        """Record and apply ``bans``; returns the ones that were new (others already active)."""
+        fresh: list[Ban] = []
+        seen: set[BanKey] = set()
+        for ban in bans:
+            if ban.key in self.active or ban.key in seen:
+                continue
+            seen.add(ban.key)
+            fresh.append(ban)
+        if not fresh:
+            return []
+        self.store.add_bans(fresh)  # committed: from here on the ban survives a crash
+        for ban in fresh:
+            self.active[ban.key] = ActiveBan(ban.address, ban.jail, ban.banned_at,
+                                             ban.expires_at, ban.bantime, ban.origin)
+            self.total_banned[ban.jail] = self.total_banned.get(ban.jail, 0) + 1
+        await self._apply(fresh, now)
+        for ban in fresh:
+            log.log(NOTICE, "[%s] Ban %s", ban.jail, ban.address)
+        return fresh
+
+    async def _apply(self, bans: Iterable[Ban], now: float) -> None:
+        by_backend: dict[str, list[BanEntry]] = {}
+        for ban in bans:
+            name = self.jail_backend.get(ban.jail)
+            entry = _entry(ban.address, ban.jail, ban.expires_at, now)
+            if name is None or entry is None:
+                continue
+            by_backend.setdefault(name, []).append(entry)
+        for name, entries in by_backend.items():
+            try:
+                await self.backends[name].ban(entries)
+            except BackendError as exc:
+                log.error("Applying %d ban(s) with %s failed (will retry): %s",
+                          len(entries), name, exc)
+                for e in entries:
+                    self.failed[BanKey(str(e.address), e.jail)] = str(exc)
+
+    async def retry_failed(self, now: float) -> None:
+        """Apply again the bans a backend refused earlier."""
+        keys = [k for k in self.failed if k in self.active]
+        self.failed = {k: v for k, v in self.failed.items() if k in self.active}
+        if not keys:
+            return
+        bans = [self.active[k] for k in keys]
+        for key in keys:
+            self.failed.pop(key, None)
+        await self._apply((Ban(b.address, b.jail, b.banned_at, b.bantime) for b in bans), now)
+
+    async def unban(self, keys: Iterable[BanKey], now: float, *, reason: str = "") -> list[BanKey]:
+        """Lift bans (by hand or on reload); returns the keys that were active."""
+        found = [k for k in keys if k in self.active]
+        if not found:
+            return []
+        self.store.remove_bans(found)
+        lifted = [self.active.pop(k) for k in found]
+        await self._lift(lifted, now)
+        for ban in lifted:
+            self.failed.pop(ban.key, None)
+            log.log(NOTICE, "[%s] Unban %s%s", ban.jail, ban.address,
+                    f" ({reason})" if reason else "")
+        return found
+
+    async def _lift(self, bans: Iterable[ActiveBan], now: float) -> None:
+        by_backend: dict[str, list[BanEntry]] = {}
+        for ban in bans:
+            name = self.jail_backend.get(ban.jail)
+            if name is None:
+                continue
+            net = ipaddress.ip_network(ban.address, strict=False)
+            target: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | \
+                ipaddress.IPv6Network = (net.network_address
+                                         if net.prefixlen == net.max_prefixlen else net)
+            by_backend.setdefault(name, []).append(BanEntry(target, ban.jail, None))
+        for name, entries in by_backend.items():
+            try:
+                await self.backends[name].unban(entries)
+            except BackendError as exc:
+                log.error("Lifting %d ban(s) with %s failed: %s", len(entries), name, exc)
+
+    async def expire(self, now: float) -> int:
+        """Release every ban whose time is over."""
+        released = self.store.release_expired(now)
+        if not released:
+            return 0
+        for ban in released:
+            self.active.pop(ban.key, None)
+            self.failed.pop(ban.key, None)
+        await self._lift(released, now)
+        for ban in released:
+            log.log(NOTICE, "[%s] Unban %s", ban.jail, ban.address)
+        return len(released)
+
+    def next_expiry(self) -> float | None:
+        ends = [b.expires_at for b in self.active.values() if b.expires_at is not None]
+        return min(ends) if ends else None
+
+    def banned_in(self, jail: str) -> list[ActiveBan]:
+        return [b for b in self.active.values() if b.jail == jail]
+
+    async def stop(self) -> None:
+        for name, backend in self.backends.items():
+            try:
+                await backend.stop()
+            except BackendError as exc:
+                log.error("Stopping %s failed: %s", name, exc)

@@ -1,0 +1,284 @@
+"""One running jail: its sources, its matcher and its core, wired in that order.
+
+Owns turning a batch of log lines into ban decisions for one jail: the chunk matcher (with the
+prefilter) finds failures, ``core.Jail`` counts them, decisions go to the ``Enforcer``; the
+source's position is saved only after the batch's bans are committed, so a crash re-reads at
+most one batch and never loses a reported ban. Must not: touch the firewall directly or read
+the config files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import ipaddress
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any
+
+from ..actions.escape import shell_command
+from ..config.loader import JailConfig
+from ..core.events import Outcome
+from ..core.jail import Jail
+from ..events import Failure, LogLine
+from ..match.chunks import ChunkMatcher
+from ..match.dates import DateDetector
+from ..match.filter import CompiledFilter
+from ..sources.base import Batch, Position, SourceStatus
+from ..sources.file import FileSource
+from ..store.base import Ban, FilePosition, Store
+from .enforcer import Enforcer, canonical_address
+
+log = logging.getLogger("banish.filter")
+
+Clock = Callable[[], float]
+
+
+def _journal_available() -> bool:
+    try:
+        import importlib
+
+        importlib.import_module("systemd.journal")
+    except ImportError:
+        return False
+    return True
+
+
+def choose_backend(jail: JailConfig) -> str:
+    """``backend = auto``: files when a logpath exists, else the journal when it can be read."""
+    backend = jail.settings.backend
+    if backend != "auto":
+        return "systemd" if backend.startswith("systemd") else backend
+    for lp in jail.settings.logpath:
+        if glob.glob(lp.path):
+            return "auto"
+    if jail.filter.journalmatch and _journal_available():
+        return "systemd"
+    return "auto"
+
+
+class JailRunner:
+    """Sources -> matcher -> core -> enforcer for one jail."""
+
+    def __init__(self, config: JailConfig, *, store: Store, enforcer: Enforcer, clock: Clock,
+                 history: float) -> None:
+        self.config = config
+        self.name = config.name
+        self.store = store
+        self.enforcer = enforcer
+        self.clock = clock
+        self.source_kind = choose_backend(config)
+        definition = config.filter
+        if self.source_kind == "systemd" and definition.logtype != "journal":
+            # The journal gives the time; lines carry no date and the journal's prefix shape.
+            from ..config.filterdef import load_filter
+
+            config_dir = os.path.dirname(os.path.dirname(definition.file)) or None
+            definition = load_filter(config_dir, definition.name,
+                                     {**_args(config), "logtype": "journal"})
+        tz = config.options.get("logtimezone") or None
+        self.filter = CompiledFilter(definition, logtimezone=tz)
+        self.matcher = ChunkMatcher(self.filter)
+        self._dates = self.filter.dates if self.filter.dates.disabled else (
+            DateDetector.from_pattern(definition.datepattern, logtimezone=tz)
+            if definition.datepattern else DateDetector.auto(logtimezone=tz))
+        self.core = Jail(config.settings, prior_bans=self._prior_bans,
+                         ignore_predicate=self._ignore_command if config.settings.ignorecommand
+                         else None)
+        self.history = history
+        self.statuses: dict[str, SourceStatus] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.files: list[str] = []
+
+    # -- hooks for the core -------------------------------------------------------------------
+
+    def _prior_bans(self, address: str, jail: str | None) -> Any:
+        count = self.store.ban_count(address, jail, self.clock() - self.history)
+        return count if count.count else None
+
+    def _ignore_command(self, address: str, failure: Failure | None) -> bool:
+        """fail2ban's ``ignorecommand``: exit status 0 means "ignore this address"."""
+        values = {"ip": address}
+        if failure is not None and failure.user:
+            values["F-USER"] = failure.user
+        argv = shell_command(self.config.settings.ignorecommand, values)
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("[%s] ignorecommand failed for %s: %s", self.name, address, exc)
+            return False
+        return done.returncode == 0
+
+    # -- sources --------------------------------------------------------------------------
+
+    def _date_of(self, line: str) -> float | None:
+        hit = self._dates.find(line, self.clock())
+        return None if hit is None else hit.time
+
+    def make_sources(self) -> list[Any]:
+        now = self.clock()
+        since = now - self.config.settings.findtime
+        if self.source_kind == "systemd":
+            from ..sources.journal import JournalSource
+
+            matches = [" ".join(m) for m in self.config.filter.journalmatch]
+            cursor = self.store.get_cursor(self.name)
+            return [JournalSource(matches, cursor=cursor, since=None if cursor else since,
+                                  name=f"{self.name}:journal")]
+        paths = [lp.path for lp in self.config.settings.logpath]
+        self.files = paths
+        positions: dict[str, Position] = {}
+        for path in paths:
+            for real in glob.glob(path) or [path]:
+                stored = self.store.get_position(real)
+                if stored is not None:
+                    positions[real] = Position(stored.path, stored.inode, stored.offset,
+                                               stored.head_hash)
+        backend = "polling" if self.source_kind == "polling" else "auto"
+        return [FileSource(paths, positions=positions, since=since, date_of=self._date_of,
+                           backend=backend, name=self.name)]  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        for source in self.make_sources():
+            self.tasks.append(asyncio.create_task(self._run(source), name=f"jail:{self.name}"))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: S110 - stopping anyway
+                pass
+        self.tasks = []
+
+    async def _run(self, source: Any) -> None:
+        async with aclosing(source.events()) as events:
+            async for event in events:
+                if isinstance(event, SourceStatus):
+                    self._note_status(event)
+                    continue
+                try:
+                    await self.handle(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("[%s] failed to process a batch of %d line(s)", self.name,
+                                  len(event.lines))
+
+    def _note_status(self, status: SourceStatus) -> None:
+        self.statuses[status.name] = status
+        if status.state == "ok":
+            log.info("[%s] reading %s", self.name, status.name)
+        else:
+            log.warning("[%s] %s: %s %s", self.name, status.name, status.state, status.message)
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def failures_in(self, lines: tuple[LogLine, ...], now: float) -> list[Failure]:
+        found: list[Failure] = []
+        if not lines:
+            return found
+        if lines[0].time is not None or self.filter.journal:
+            for line in lines:
+                hit = self.filter.process(line.text, now, time=line.time).failure
+                if hit is not None and hit.fid is not None:
+                    found.append(_failure(hit.fid, hit.time, now, hit))
+            return found
+        chunk = "\n".join(line.text for line in lines).encode("utf-8", "replace") + b"\n"
+        for outcome in self.matcher.feed(chunk, now):
+            hit = outcome.result.failure
+            if hit is not None and hit.fid is not None:
+                found.append(_failure(hit.fid, hit.time, now, hit))
+        return found
+
+    async def handle(self, batch: Batch) -> None:
+        now = self.clock()
+        bans: list[Ban] = []
+        for failure in self.failures_in(batch.lines, now):
+            for address in await self._addresses(failure.fid):
+                f = failure if address == failure.fid else Failure(
+                    address, failure.time, failure.regex_index, failure.lines, failure.user)
+                if self.enforcer.is_banned(address, self.name):
+                    continue
+                result = self.core.feed(f, now)
+                if result.outcome in (Outcome.COUNTED, Outcome.BANNED):
+                    log.info("[%s] Found %s - %s", self.name, address,
+                             datetime.fromtimestamp(f.time).strftime("%Y-%m-%d %H:%M:%S"))
+                decision = result.decision
+                if decision is not None:
+                    bans.append(Ban(decision.address, self.name, decision.time,
+                                    int(decision.bantime), decision.failures,
+                                    tuple(decision.matches)))
+        if bans:
+            await self.enforcer.ban(bans, now)
+        self._save_position(batch)
+
+    async def _addresses(self, fid: str) -> list[str]:
+        canon = canonical_address(fid)
+        if canon is not None:
+            return [canon]
+        if self.config.settings.usedns.value in ("no", "raw"):
+            return []
+        try:
+            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(fid, None), 5)
+        except (OSError, TimeoutError):
+            log.warning("[%s] cannot resolve %s", self.name, fid)
+            return []
+        out = []
+        for info in infos:
+            address = canonical_address(str(info[4][0]))
+            if address is not None and address not in out:
+                out.append(address)
+        return out
+
+    def _save_position(self, batch: Batch) -> None:
+        pos = batch.position
+        if isinstance(pos, Position):
+            self.store.set_position(FilePosition(pos.path, pos.inode, pos.offset,
+                                                 pos.first_line_hash))
+        elif isinstance(pos, str):
+            self.store.set_cursor(self.name, pos)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.core.stats()
+        banned = self.enforcer.banned_in(self.name)
+        files = sorted({path for path in self.files for path in (glob.glob(path) or [path])})
+        errors = [{"path": s.name, "message": f"{s.state}: {s.message}".strip(": ")}
+                  for s in self.statuses.values() if s.state != "ok"]
+        return {
+            "jail": self.name,
+            "currently_failed": stats.currently_failed,
+            "total_failed": stats.total_failed,
+            "currently_banned": len(banned),
+            "total_banned": self.enforcer.total_banned.get(self.name, 0),
+            "banned": sorted(b.address for b in banned),
+            "files": files,
+            "file_errors": errors,
+            "backend": self.source_kind,
+        }
+
+
+def _args(config: JailConfig) -> dict[str, str]:
+    from ..config.filterdef import split_name_args
+
+    spec = config.settings.filter
+    return split_name_args(spec)[1] if "[" in spec else {}
+
+
+def _failure(fid: str, time: float | None, now: float, hit: Any) -> Failure:
+    user = hit.fields.get("user")
+    return Failure(fid, time if time is not None else now, hit.regex_index, tuple(hit.lines),
+                   str(user) if user is not None else None)
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
