@@ -125,10 +125,17 @@ class JailRunner:
         if self.source_kind == "systemd":
             from ..sources.journal import JournalSource
 
+            from ..config.filterdef import split_name_args
+
             matches = [" ".join(m) for m in self.config.filter.journalmatch]
             cursor = self.store.get_cursor(self.name)
+            # fail2ban's backend options: systemd[journalpath=DIR] or [journalfiles=A B].
+            _, opts = split_name_args(self.config.settings.backend)
+            files = tuple(opts.get("journalfiles", "").split())
+            path = opts.get("journalpath") or None
+            self.files = [path] if path else list(files) or ["journal"]
             return [JournalSource(matches, cursor=cursor, since=None if cursor else since,
-                                  name=f"{self.name}:journal")]
+                                  path=path, files=files, name=f"{self.name}:journal")]
         paths = [lp.path for lp in self.config.settings.logpath]
         self.files = paths
         positions: dict[str, Position] = {}

@@ -1,0 +1,145 @@
+"""The real daemon follows real files and keeps its bans through rotation, restarts and kill -9.
+
+Each test runs ``banish run`` as a subprocess with a config in a temporary directory and the
+null (log-only) firewall; bans are read back from banish's own log (the lines recidive reads)
+and from the store. Timers are short (bantime of seconds) and every wait is a bounded poll
+for an event, never a sleep standing in for logic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.daemon import Daemon, stamp, wait_for
+
+JAILS = """
+[DEFAULT]
+action = null
+[demo]
+enabled = true
+filter = demo
+logpath = {logs}/*.log
+maxretry = 3
+findtime = 1m
+bantime = %s
+"""
+
+
+def test_append_rotate_both_ways_glob_and_release(tmp_path: Path) -> None:
+    with Daemon(tmp_path, JAILS % "3") as d:
+        d.start()
+        d.fail("a.log", "192.0.2.1", 3)
+        wait_for(lambda: "192.0.2.1" in d.bans(), what="ban after append")
+        # rotation by rename + create
+        os.rename(d.logs / "a.log", d.logs / "a.log.1")
+        d.fail("a.log", "192.0.2.2", 3)
+        wait_for(lambda: "192.0.2.2" in d.bans(), what="ban after rename rotation")
+        # rotation by copytruncate
+        shutil.copy(d.logs / "a.log", d.logs / "a.log.2")
+        with open(d.logs / "a.log", "r+b") as fh:
+            fh.truncate(0)
+        d.fail("a.log", "192.0.2.3", 3)
+        wait_for(lambda: "192.0.2.3" in d.bans(), what="ban after copytruncate")
+        # a file matching the glob that appears later
+        d.fail("b.log", "192.0.2.4", 3)
+        wait_for(lambda: "192.0.2.4" in d.bans(), what="ban from a file created later")
+        # below maxretry: never banned
+        d.fail("b.log", "192.0.2.5", 2)
+        wait_for(lambda: set(d.bans("Unban")) >= {"192.0.2.1", "192.0.2.2", "192.0.2.3",
+                                                  "192.0.2.4"}, what="releases after bantime")
+        assert sorted(d.bans()) == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+        assert sorted(d.bans("Unban")) == sorted(d.bans())
+        d.stop()
+
+
+def test_restart_resumes_where_it_stopped(tmp_path: Path) -> None:
+    with Daemon(tmp_path, JAILS % "1h") as d:
+        d.start()
+        d.fail("a.log", "198.51.100.6", 2)
+        d.fail("a.log", "198.51.100.7", 3)
+        wait_for(lambda: "198.51.100.7" in d.bans(), what="first ban")
+        d.stop()
+        d.fail("a.log", "198.51.100.6", 1)  # written while banish is down
+        d.start()
+        # The stored position means the two earlier lines are not read again: one failure
+        # after restart is not enough, and the ban of .7 is restored, not repeated.
+        d.fail("a.log", "198.51.100.8", 3)
+        wait_for(lambda: "198.51.100.8" in d.bans(), what="ban after restart")
+        assert "198.51.100.6" not in d.bans()
+        d.fail("a.log", "198.51.100.6", 2)
+        wait_for(lambda: "198.51.100.6" in d.bans(), what="ban once the count is reached anew")
+        assert sorted(d.bans()) == ["198.51.100.6", "198.51.100.7", "198.51.100.8"]
+        assert "Restored 1 active ban(s)" in d.log_text()
+        d.stop()
+
+
+def _active(db: Path) -> dict[str, tuple[float, float | None]]:
+    with sqlite3.connect(db) as con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        table = "active_bans" if "active_bans" in tables else "active"
+        rows = con.execute(f"select address, banned_at, expires_at from {table}").fetchall()
+    return {a: (b, e) for a, b, e in rows}
+
+
+def test_kill9_during_a_burst_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    ips = [f"203.0.113.{i}" for i in range(1, 201)]
+    with Daemon(tmp_path, JAILS % "1h") as d:
+        d.start()
+        t = stamp()
+        d.append("a.log", *[f"{t} login failed for root from {ip}" for ip in ips for _ in range(3)])
+        wait_for(lambda: len(d.bans()) >= 20, what="some bans reported")
+        d.kill9()
+        reported = set(d.bans())
+        active = _active(d.db)
+        assert reported <= set(active), "a reported ban is missing from the store"
+        d.start()
+        wait_for(lambda: len(set(d.bans())) == len(ips), what="all bans after restart")
+        bans = d.bans()
+        assert len(bans) == len(set(bans)) == len(ips), "a ban was reported twice"
+        after = _active(d.db)
+        assert set(after) == set(ips)
+        for ip in reported:  # re-applied with the same end, i.e. their remaining time
+            assert after[ip] == active[ip]
+            assert after[ip][1] is not None and after[ip][1] - after[ip][0] == 3600
+        d.stop()
+
+
+def test_broken_reload_keeps_old_config_and_bans(tmp_path: Path) -> None:
+    with Daemon(tmp_path, JAILS % "1h") as d:
+        d.start()
+        d.fail("a.log", "192.0.2.77", 3)
+        wait_for(lambda: "192.0.2.77" in d.bans(), what="ban")
+        d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = lots"))
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Reload failed, keeping the running configuration" in d.log_text(),
+                 what="refused reload")
+        assert "maxretry" in d.log_text()
+        d.fail("a.log", "192.0.2.78", 3)  # the old configuration still works
+        wait_for(lambda: "192.0.2.78" in d.bans(), what="ban with the old config")
+        assert "192.0.2.77" not in d.bans("Unban")
+        d.stop()
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    (("filter = demo", "filter = nosuch"), "[demo] filter: unknown filter 'nosuch'"),
+    (("bantime = 1h", "bantime = 1 fortnight"), "[demo] bantime:"),
+    (("action = null", "action = null\nignoreip = 192.0.2.0/33"), "ignoreip:"),
+    (("logpath = {logs}/*.log", ""), "[demo] logpath: no logpath given"),
+])
+def test_bad_jail_options_exit_2_with_one_line(tmp_path: Path, change: tuple[str, str],
+                                               expect: str) -> None:
+    d = Daemon(tmp_path, (JAILS % "1h").replace(*change))
+    proc = subprocess.run([sys.executable, "-m", "banish.cli.main", "run", "--config",
+                           str(d.cfg)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert expect in proc.stderr and "jail.conf" in proc.stderr, proc.stderr
