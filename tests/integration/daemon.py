@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from banish.daemon.runtime import own_addresses
+
 _BAN = re.compile(r"NOTICE\s+\[(?P<jail>[^\]]+)\] (?P<what>Ban|Unban) (?P<ip>\S+)")
 
 DEMO_FILTER = """[Definition]
@@ -116,6 +118,7 @@ class Daemon:
                 fh.write(line + "\n")
 
     def fail(self, name: str, ip: str, count: int = 1, user: str = "root") -> None:
+        assert ip not in own_addresses(), f"{ip} is this host's address: ignoreself skips it"
         self.append(name, *(f"{stamp()} login failed for {user} from {ip}" for _ in range(count)))
 
     def __enter__(self) -> Daemon:

@@ -36,26 +36,26 @@ bantime = %s
 def test_append_rotate_both_ways_glob_and_release(tmp_path: Path) -> None:
     with Daemon(tmp_path, JAILS % "3") as d:
         d.start()
-        d.fail("a.log", "192.0.2.1", 3)
-        wait_for(lambda: "192.0.2.1" in d.bans(), what="ban after append")
+        d.fail("a.log", "198.18.0.1", 3)
+        wait_for(lambda: "198.18.0.1" in d.bans(), what="ban after append")
         # rotation by rename + create
         os.rename(d.logs / "a.log", d.logs / "a.log.1")
-        d.fail("a.log", "192.0.2.2", 3)
-        wait_for(lambda: "192.0.2.2" in d.bans(), what="ban after rename rotation")
+        d.fail("a.log", "198.18.0.2", 3)
+        wait_for(lambda: "198.18.0.2" in d.bans(), what="ban after rename rotation")
         # rotation by copytruncate
         shutil.copy(d.logs / "a.log", d.logs / "a.log.2")
         with open(d.logs / "a.log", "r+b") as fh:
             fh.truncate(0)
-        d.fail("a.log", "192.0.2.3", 3)
-        wait_for(lambda: "192.0.2.3" in d.bans(), what="ban after copytruncate")
+        d.fail("a.log", "198.18.0.3", 3)
+        wait_for(lambda: "198.18.0.3" in d.bans(), what="ban after copytruncate")
         # a file matching the glob that appears later
-        d.fail("b.log", "192.0.2.4", 3)
-        wait_for(lambda: "192.0.2.4" in d.bans(), what="ban from a file created later")
+        d.fail("b.log", "198.18.0.4", 3)
+        wait_for(lambda: "198.18.0.4" in d.bans(), what="ban from a file created later")
         # below maxretry: never banned
-        d.fail("b.log", "192.0.2.5", 2)
-        wait_for(lambda: set(d.bans("Unban")) >= {"192.0.2.1", "192.0.2.2", "192.0.2.3",
-                                                  "192.0.2.4"}, what="releases after bantime")
-        assert sorted(d.bans()) == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+        d.fail("b.log", "198.18.0.5", 2)
+        wait_for(lambda: set(d.bans("Unban")) >= {"198.18.0.1", "198.18.0.2", "198.18.0.3",
+                                                  "198.18.0.4"}, what="releases after bantime")
+        assert sorted(d.bans()) == ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"]
         assert sorted(d.bans("Unban")) == sorted(d.bans())
         d.stop()
 
@@ -115,17 +115,17 @@ def test_kill9_during_a_burst_loses_and_duplicates_nothing(tmp_path: Path) -> No
 def test_broken_reload_keeps_old_config_and_bans(tmp_path: Path) -> None:
     with Daemon(tmp_path, JAILS % "1h") as d:
         d.start()
-        d.fail("a.log", "192.0.2.77", 3)
-        wait_for(lambda: "192.0.2.77" in d.bans(), what="ban")
+        d.fail("a.log", "198.18.0.77", 3)
+        wait_for(lambda: "198.18.0.77" in d.bans(), what="ban")
         d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = lots"))
         assert d.proc is not None
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "Reload failed, keeping the running configuration" in d.log_text(),
                  what="refused reload")
         assert "maxretry" in d.log_text()
-        d.fail("a.log", "192.0.2.78", 3)  # the old configuration still works
-        wait_for(lambda: "192.0.2.78" in d.bans(), what="ban with the old config")
-        assert "192.0.2.77" not in d.bans("Unban")
+        d.fail("a.log", "198.18.0.78", 3)  # the old configuration still works
+        wait_for(lambda: "198.18.0.78" in d.bans(), what="ban with the old config")
+        assert "198.18.0.77" not in d.bans("Unban")
         d.stop()
 
 

@@ -136,15 +136,10 @@ class Enforcer:
                     self.failed[BanKey(str(e.address), e.jail)] = str(exc)
 
     async def retry_failed(self, now: float) -> None:
-        """Apply again the bans a backend refused earlier."""
-        keys = [k for k in self.failed if k in self.active]
+        """Bans a backend refused earlier: reconcile, which also rebuilds lost structure."""
         self.failed = {k: v for k, v in self.failed.items() if k in self.active}
-        if not keys:
-            return
-        bans = [self.active[k] for k in keys]
-        for key in keys:
-            self.failed.pop(key, None)
-        await self._apply((Ban(b.address, b.jail, b.banned_at, b.bantime) for b in bans), now)
+        if self.failed:
+            await self.reconcile(now)
 
     async def unban(self, keys: Iterable[BanKey], now: float, *, reason: str = "") -> list[BanKey]:
         """Lift bans (by hand or on reload); returns the keys that were active."""

@@ -65,7 +65,7 @@ class JailRunner:
     """Sources -> matcher -> core -> enforcer for one jail."""
 
     def __init__(self, config: JailConfig, *, store: Store, enforcer: Enforcer, clock: Clock,
-                 history: float) -> None:
+                 history: float, self_addresses: tuple[str, ...] = ()) -> None:
         self.config = config
         self.name = config.name
         self.store = store
@@ -86,13 +86,23 @@ class JailRunner:
         self._dates = self.filter.dates if self.filter.dates.disabled else (
             DateDetector.from_pattern(definition.datepattern, logtimezone=tz)
             if definition.datepattern else DateDetector.auto(logtimezone=tz))
-        self.core = Jail(config.settings, prior_bans=self._prior_bans,
-                         ignore_predicate=self._ignore_command if config.settings.ignorecommand
-                         else None)
+        self.self_addresses = self_addresses
+        self.core = self._make_core(config)
         self.history = history
         self.statuses: dict[str, SourceStatus] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.files: list[str] = []
+
+    def _make_core(self, config: JailConfig) -> Jail:
+        return Jail(config.settings, prior_bans=self._prior_bans,
+                    self_addresses=self.self_addresses,
+                    ignore_predicate=self._ignore_command if config.settings.ignorecommand
+                    else None)
+
+    def apply_settings(self, config: JailConfig) -> None:
+        """New numbers (``banish set``): a fresh core; failure windows start over."""
+        self.config = config
+        self.core = self._make_core(config)
 
     # -- hooks for the core -------------------------------------------------------------------
 
@@ -213,6 +223,8 @@ class JailRunner:
                 if self.enforcer.is_banned(address, self.name):
                     continue
                 result = self.core.feed(f, now)
+                if result.outcome is Outcome.IGNORED:
+                    log.info("[%s] Ignore %s by %s", self.name, address, result.ignored_by)
                 if result.outcome in (Outcome.COUNTED, Outcome.BANNED):
                     log.info("[%s] Found %s - %s", self.name, address,
                              datetime.fromtimestamp(f.time).strftime("%Y-%m-%d %H:%M:%S"))

@@ -10,9 +10,12 @@ and every ban.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -36,6 +39,26 @@ TICK = 1.0
 RECONCILE_EVERY = 300.0
 RESOLVE_EVERY = 300.0
 PURGE_EVERY = 3600.0
+
+
+def own_addresses() -> tuple[str, ...]:
+    """This host's addresses, for ``ignoreself`` (never ban ourselves)."""
+    found = {"127.0.0.1", "::1"}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    try:
+        done = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, timeout=5,
+                              check=False)
+        for iface in json.loads(done.stdout or b"[]"):
+            for addr in iface.get("addr_info", []):
+                if addr.get("local"):
+                    found.add(str(addr["local"]))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        pass
+    return tuple(sorted(found))
 
 
 class CommandError(BanishError):
@@ -130,7 +153,7 @@ class Runtime:
     def _start_jail(self, jail: JailConfig) -> None:
         assert self.store is not None and self.enforcer is not None
         runner = JailRunner(jail, store=self.store, enforcer=self.enforcer, clock=self.clock,
-                            history=self.settings.dbpurgeage)
+                            history=self.settings.dbpurgeage, self_addresses=own_addresses())
         self.runners[jail.name] = runner
         runner.start()
         log.info("Jail %r started (%s)", jail.name, runner.source_kind)
@@ -353,11 +376,7 @@ class Runtime:
                                    "bantime can be set; edit the config and reload for others)")
         except ConfigError as exc:
             raise CommandError(str(exc)) from exc
-        runner.config = replace(runner.config, settings=settings)
-        runner.core.settings = settings
-        runner.core.tracker.maxretry = settings.maxretry
-        runner.core.tracker.findtime = settings.findtime
-        runner.core.policy.bantime = settings.bantime
+        runner.apply_settings(replace(runner.config, settings=settings))
         return {"jail": jail, "param": param, "value": value}
 
 

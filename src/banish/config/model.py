@@ -1,0 +1,158 @@
+"""banish's typed configuration model: what one jail is, after every value has been checked.
+
+The config reader turns text into these frozen values once; the core and the daemon only ever
+see them, never option strings. Constructing a model value validates its ranges, so a model
+that exists is a model that works. Reload builds new values and compares them (``==``).
+
+Owns: ``JailSettings``, ``BantimeIncrement``, ``IgnoreIP``, ``LogPath``, ``UseDns``.
+Must not: read files, parse option text (that is ``config.values``), or hold mutable state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
+from typing import Final
+
+from banish.core.formula import Formula
+from banish.errors import ConfigError
+
+IPNetwork = IPv4Network | IPv6Network
+
+PERMANENT: Final = -1.0
+"""``bantime`` of a ban that never ends (fail2ban's ``-1``)."""
+
+DEFAULT_MAXRETRY: Final = 5
+DEFAULT_FINDTIME: Final = 600.0
+DEFAULT_BANTIME: Final = 600.0
+
+
+class UseDns(StrEnum):
+    """Whether a failure's host name may be resolved to an address (fail2ban ``usedns``)."""
+
+    YES = "yes"
+    WARN = "warn"
+    NO = "no"
+    RAW = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class LogPath:
+    """One ``logpath`` line: a path or glob, and whether to start at its end (``tail``).
+
+    Globs are kept as written; expanding them is I/O and belongs to the daemon's file source.
+    """
+
+    path: str
+    tail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoreIP:
+    """The ``ignoreip`` list, split into what can be matched now and what needs DNS.
+
+    Single addresses are stored as /32 or /128 networks. IPv4-mapped IPv6 entries are stored
+    as IPv4, so that ``::ffff:10.0.0.1`` and ``10.0.0.1`` mean the same host.
+    """
+
+    networks: tuple[IPNetwork, ...] = ()
+    names: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.names)
+
+
+def _bad(option: str, reason: str) -> ConfigError:
+    return ConfigError(reason, option=option)
+
+
+@dataclass(frozen=True, slots=True)
+class BantimeIncrement:
+    """The ``bantime.*`` options: how a repeat offender's ban grows.
+
+    ``formula`` None means the built-in default, ``bantime * 2**min(count, 20) * factor``.
+    ``multipliers``, when given, replace the formula (fail2ban's rule). ``maxtime`` caps the
+    result; ``rndtime`` adds up to that many random seconds so a botnet cannot compute the
+    exact end of a ban.
+    """
+
+    increment: bool = False
+    factor: float = 1.0
+    formula: Formula | None = None
+    multipliers: tuple[float, ...] = ()
+    maxtime: float | None = None
+    rndtime: float | None = None
+    overalljails: bool = False
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.factor):
+            raise _bad("bantime.factor", f"must be a finite number, got {self.factor!r}")
+        for m in self.multipliers:
+            if not math.isfinite(m) or m < 0:
+                raise _bad("bantime.multipliers", f"must be numbers >= 0, got {m!r}")
+        if self.maxtime is not None and not (math.isfinite(self.maxtime) and self.maxtime > 0):
+            raise _bad("bantime.maxtime", f"must be a positive duration, got {self.maxtime!r}")
+        if self.rndtime is not None and not (math.isfinite(self.rndtime) and self.rndtime >= 0):
+            raise _bad("bantime.rndtime", f"must be a duration >= 0, got {self.rndtime!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class JailSettings:
+    """Everything the core needs to know about one jail, plus what its source and matcher need.
+
+    ``maxmatches`` None means "as many as ``maxretry``" (jail.conf's default); read
+    ``matches_kept`` for the effective number. ``ignorecommand`` is only carried here: the
+    daemon runs it and hands the core a predicate.
+    """
+
+    name: str
+    enabled: bool = False
+    filter: str = ""
+    logpath: tuple[LogPath, ...] = ()
+    backend: str = "auto"
+    maxretry: int = DEFAULT_MAXRETRY
+    findtime: float = DEFAULT_FINDTIME
+    bantime: float = DEFAULT_BANTIME
+    maxmatches: int | None = None
+    ignoreip: IgnoreIP = field(default_factory=IgnoreIP)
+    ignoreself: bool = True
+    ignorecommand: str = ""
+    usedns: UseDns = UseDns.WARN
+    mode: str = "normal"
+    bantime_increment: BantimeIncrement = field(default_factory=BantimeIncrement)
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise ConfigError(f"invalid jail name {self.name!r}")
+        where = self.name
+        if self.maxretry < 1:
+            raise ConfigError(
+                f"must be at least 1, got {self.maxretry}", section=where, option="maxretry"
+            )
+        if not (math.isfinite(self.findtime) and self.findtime > 0):
+            raise ConfigError(
+                f"must be a positive duration, got {self.findtime!r}",
+                section=where,
+                option="findtime",
+            )
+        if not (self.bantime == PERMANENT or (math.isfinite(self.bantime) and self.bantime > 0)):
+            raise ConfigError(
+                f"must be a positive duration or -1 (permanent), got {self.bantime!r}",
+                section=where,
+                option="bantime",
+            )
+        if self.maxmatches is not None and self.maxmatches < 0:
+            raise ConfigError(
+                f"must be 0 or more, got {self.maxmatches}", section=where, option="maxmatches"
+            )
+
+    @property
+    def matches_kept(self) -> int:
+        """How many matched lines a ban carries (``maxmatches``, defaulting to ``maxretry``)."""
+        return self.maxretry if self.maxmatches is None else self.maxmatches
+
+    @property
+    def permanent(self) -> bool:
+        return self.bantime == PERMANENT
