@@ -31,6 +31,7 @@ __all__ = ["ControlHandler", "ControlServer", "SocketInUse"]
 # that is already running finish before its connection is cut.
 PROBE_TIMEOUT = 1.0
 CLOSE_GRACE = 5.0
+_START_TURNS = 10
 _PEERCRED = struct.Struct("3i")
 
 
@@ -62,7 +63,8 @@ class ControlServer:
         self.close_grace = close_grace
         self._server: asyncio.base_events.Server | None = None
         self._inode: tuple[int, int] | None = None
-        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._sock: socket.socket | None = None
+        self._connections: set[_Connection] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -94,9 +96,9 @@ class ControlServer:
             sock.setblocking(False)
             st = os.stat(self.path)
             self._inode = (st.st_dev, st.st_ino)
-            # The reader limit bounds one request line (plus the newline) per connection.
-            self._server = await asyncio.start_unix_server(
-                self._accept, sock=sock, limit=self.max_request + 1)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_unix_server(self._protocol, sock=sock)
+            self._sock = sock
         except OSError as exc:
             sock.close()
             raise BanishError(f"cannot listen on control socket {self.path}: "
@@ -108,17 +110,27 @@ class ControlServer:
         if it is still ours (a successor may already have replaced it)."""
         if self._server is None:
             return
+        # Stop accepting first, then let connections already accepted reach their task (their
+        # transport is made one loop turn after accept(), their task the turn after). Closing
+        # the Server before that makes asyncio (3.11) fail those transports and leak them.
+        assert self._sock is not None
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        for turn in range(_START_TURNS):
+            if turn >= 2 and all(c.task is not None for c in self._connections):
+                break
+            await asyncio.sleep(0)
         self._server.close()
-        for conn in self._connections.values():
+        for conn in list(self._connections):
             conn.stop()
-        tasks = list(self._connections)
+        tasks = [c.task for c in self._connections if c.task is not None]
+        self._connections.clear()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.close_grace)
             for task in pending:
-                pass
+                task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._server.wait_closed()
-        self._server = None
+        self._server = self._sock = None
         with contextlib.suppress(OSError):
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:
@@ -153,43 +165,54 @@ class ControlServer:
 
     # -- connections ----------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        conn = _Connection(self, reader, writer)
-        self._connections[task] = conn
-        try:
-            await conn.serve()
-        except ConnectionError:
-            pass  # the client went away mid-answer: nothing to tell it
-        except Exception:  # a server bug must cost one connection, not the daemon
-            log.exception("Control connection failed")
-        finally:
-            del self._connections[task]
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        # Registered when accepted (not when its task first runs), so close() knows of every
+        # connection. The reader limit bounds one request line (plus newline).
+        reader = asyncio.StreamReader(limit=self.max_request + 1)
+        conn = _Connection(self, reader)
+        self._connections.add(conn)
+        return asyncio.StreamReaderProtocol(reader, conn.start)
 
 
 class _Connection:
     """One client: requests answered in order until it hangs up or the server closes."""
 
-    def __init__(self, server: ControlServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: ControlServer, reader: asyncio.StreamReader) -> None:
         self.server = server
         self.reader = reader
-        self.writer = writer
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
         self.busy = False
         self.stopping = False
+
+    def start(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """StreamReaderProtocol's connected callback: runs synchronously in connection_made,
+        so the task exists before anyone can ask close() about it."""
+        self.writer = writer
+        self.task = asyncio.get_running_loop().create_task(self._run(writer))
 
     def stop(self) -> None:
         """Close now if idle; a running request first answers, then the connection closes."""
         self.stopping = True
-        if not self.busy:
+        if not self.busy and self.writer is not None:
             self.writer.close()
 
-    def _peer_uid(self) -> int | None:
-        sock = self.writer.get_extra_info("socket")
+    async def _run(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.serve(writer)
+        except ConnectionError:
+            pass  # the client went away mid-answer: nothing to tell it
+        except Exception:  # a server bug must cost one connection, not the daemon
+            log.exception("Control connection failed")
+        finally:
+            self.server._connections.discard(self)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    @staticmethod
+    def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+        sock = writer.get_extra_info("socket")
         if sock is None:
             return None
         try:
@@ -199,11 +222,11 @@ class _Connection:
             return None
         return int(uid)
 
-    async def serve(self) -> None:
-        uid = self._peer_uid()
+    async def serve(self, writer: asyncio.StreamWriter) -> None:
+        uid = self._peer_uid(writer)
         if uid not in self.server.allowed_uids:
             log.warning("Control connection refused: uid %s is not allowed", uid)
-            await self._send(encode_error(
+            await self._send(writer, encode_error(
                 f"permission denied: uid {uid} may not control banish (allowed uids: "
                 f"{', '.join(map(str, sorted(self.server.allowed_uids)))})"))
             return
@@ -212,7 +235,8 @@ class _Connection:
                 line = await self.reader.readline()
             except ValueError:  # longer than the reader's limit: framing is lost, so hang up
                 limit = self.server.max_request
-                await self._send(encode_error(f"request too large (limit {limit} bytes)"))
+                await self._send(writer,
+                                 encode_error(f"request too large (limit {limit} bytes)"))
                 return
             except (ConnectionError, OSError) as exc:
                 if exc.errno not in (None, errno.ECONNRESET, errno.EPIPE):
@@ -224,7 +248,7 @@ class _Connection:
                 continue
             self.busy = True
             try:
-                await self._send(await self._answer(line))
+                await self._send(writer, await self._answer(line))
             finally:
                 self.busy = False
 
@@ -247,6 +271,7 @@ class _Connection:
             log.error("Control command %r returned a non-JSON result: %s", request.cmd, exc)
             return encode_error(f"internal error in {request.cmd!r}: result is not JSON ({exc})")
 
-    async def _send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()

@@ -73,7 +73,7 @@ class Enforcer:
         restored = len(self.active)
         await self.reconcile(now)
         if restored:
-            log.info("Restored %d active ban(s) from the store", restored)
+            log.log(NOTICE, "Restored %d active ban(s) from the store", restored)
 
     async def reconcile(self, now: float) -> None:
         """Make every backend hold exactly the active bans (repairs hand-made changes)."""

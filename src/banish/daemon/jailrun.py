@@ -216,8 +216,11 @@ class JailRunner:
     async def handle(self, batch: Batch) -> None:
         now = self.clock()
         bans: list[Ban] = []
+        verbose = log.isEnabledFor(logging.INFO)
         for failure in self.failures_in(batch.lines, now):
-            for address in await self._addresses(failure.fid):
+            canon = canonical_address(failure.fid)
+            addresses = [canon] if canon is not None else await self._addresses(failure.fid)
+            for address in addresses:
                 f = failure if address == failure.fid else Failure(
                     address, failure.time, failure.regex_index, failure.lines, failure.user)
                 if self.enforcer.is_banned(address, self.name):
@@ -225,7 +228,7 @@ class JailRunner:
                 result = self.core.feed(f, now)
                 if result.outcome is Outcome.IGNORED:
                     log.info("[%s] Ignore %s by %s", self.name, address, result.ignored_by)
-                if result.outcome in (Outcome.COUNTED, Outcome.BANNED):
+                if verbose and result.outcome in (Outcome.COUNTED, Outcome.BANNED):
                     log.info("[%s] Found %s - %s", self.name, address,
                              datetime.fromtimestamp(f.time).strftime("%Y-%m-%d %H:%M:%S"))
                 decision = result.decision

@@ -30,7 +30,7 @@ from ..store.sqlite import SqliteStore
 from .enforcer import Enforcer, canonical_address
 from .firewall import backend_name, firewall_for
 from .jailrun import JailRunner
-from .logsetup import setup_logging
+from .logsetup import NOTICE, setup_logging
 from .notify import sd_notify
 
 log = logging.getLogger("banish.server")
@@ -39,6 +39,7 @@ TICK = 1.0
 RECONCILE_EVERY = 300.0
 RESOLVE_EVERY = 300.0
 PURGE_EVERY = 3600.0
+PURGE_SLICE = 10_000
 
 
 def own_addresses() -> tuple[str, ...]:
@@ -110,7 +111,7 @@ class Runtime:
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_logged()))
         sd_notify("READY=1")
-        log.info("banish is ready")
+        log.log(NOTICE, "banish is ready")
         maintenance = asyncio.create_task(self._maintain())
         await self.stopping.wait()
         sd_notify("STOPPING=1")
@@ -190,9 +191,10 @@ class Runtime:
                     last_resolve = now
                     await self._resolve_ignored(now)
                 if now - last_purge >= PURGE_EVERY:
-                    last_purge = now
-                    purged = self.store.purge(now - self.settings.dbpurgeage)
-                    if purged:
+                    # In slices, so a big backlog never blocks the loop for long.
+                    purged = self.store.purge(now - self.settings.dbpurgeage, limit=PURGE_SLICE)
+                    if purged < PURGE_SLICE:
+                        last_purge = now
                         self.store.compact()
             except asyncio.CancelledError:
                 raise

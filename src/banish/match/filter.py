@@ -55,7 +55,8 @@ class LineResult:
         return None
 
 
-_NO_HITS = LineResult([])
+class _Dropped(Exception):
+    """The line's date is one fail2ban cannot read; it drops the whole line."""
 
 
 class CompiledFilter:
@@ -104,6 +105,8 @@ class CompiledFilter:
         hit = self.dates.find(line, now)
         if hit is None:
             return line, None
+        if hit.dropped:
+            raise _Dropped
         rest = line[:hit.start] + line[hit.end:]
         if hit.end > hit.start and hit.time is not None:
             self._last_date = hit.time
@@ -129,7 +132,10 @@ class CompiledFilter:
             when: float | None = now if time is None else time
             self._last_date = when
         else:
-            text, when = self.find_date(line, now)
+            try:
+                text, when = self.find_date(line, now)
+            except _Dropped:  # fail2ban loses such a line (its date parser fails): so do we
+                return LineResult([])
             if when is None:
                 if recall is not None:
                     recalled = recall()

@@ -1,0 +1,193 @@
+"""The store contract: what banish keeps across restarts, as typed values and one Protocol.
+
+Owns the vocabulary of persistence (``Ban``, ``ActiveBan``, ``BanKey``, ``BanCount``,
+``FilePosition``), the ``Store`` Protocol every backend implements, and ``StoreError``.
+Must not do I/O, read the clock or know about SQL: a backend (``sqlite.py`` now, a PostgreSQL
+store for fleets later) supplies all of that. Times are POSIX seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from banish.errors import BanishError
+
+PERMANENT = -1
+"""``Ban.bantime`` for a ban that never expires (any negative bantime is treated the same)."""
+
+
+class StoreError(BanishError):
+    """The ban database cannot be used: unreadable, corrupt, foreign, or from a newer banish.
+
+    Carries the file so the CLI and the daemon print one line naming it, never a traceback.
+    """
+
+    def __init__(self, file: str, reason: str) -> None:
+        self.file = file
+        self.reason = " ".join(reason.split())
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class BanKey:
+    """Identifies an active ban: one address is banned at most once per jail."""
+
+    address: str
+    jail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A ban decision as it is recorded: the event the daemon writes before applying it.
+
+    ``address`` is text (an IPv4/IPv6 address or a CIDR network) and should already be in the
+    canonical spelling ``banish.addr`` gives it, because the store compares it as a string.
+    ``origin`` names the host that decided the ban, so a store shared by a fleet can tell its
+    own bans from the ones it only adopts; "" means "this host".
+    """
+
+    address: str
+    jail: str
+    banned_at: float
+    bantime: int
+    failures: int = 0
+    matches: tuple[str, ...] = ()
+    origin: str = ""
+
+    @property
+    def permanent(self) -> bool:
+        return self.bantime < 0
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the ban ends, or None for a permanent one."""
+        return None if self.bantime < 0 else self.banned_at + self.bantime
+
+    @property
+    def key(self) -> BanKey:
+        return BanKey(self.address, self.jail)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveBan:
+    """A ban that is (or was, until released) in force; what a restart re-applies."""
+
+    address: str
+    jail: str
+    banned_at: float
+    expires_at: float | None
+    bantime: int = PERMANENT
+    origin: str = ""
+
+    @property
+    def key(self) -> BanKey:
+        return BanKey(self.address, self.jail)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left at ``now`` (0 once expired), or None for a permanent ban.
+
+        A restart re-applies a ban with this, so the firewall timeout matches the original end.
+        """
+        if self.expires_at is None:
+            return None
+        return max(0.0, self.expires_at - now)
+
+
+@dataclass(frozen=True, slots=True)
+class BanCount:
+    """What ``bantime.increment`` needs about an address's earlier bans within a period."""
+
+    count: int
+    last_bantime: int | None = None
+    last_banned_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilePosition:
+    """Where reading a log file stopped, and how to recognise that it is still the same file.
+
+    ``head_hash`` is an opaque digest of the file's first line, chosen by the file source: a
+    rotated file has a new inode or a different first line, so its offset must not be reused.
+    """
+
+    path: str
+    inode: int
+    offset: int
+    head_hash: str
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The persistent state of one banish host.
+
+    Every method is a short, synchronous transaction, fit to call from the daemon's event loop.
+    Methods that write return only after the data is committed: the daemon relies on this to
+    record a ban *before* reporting it applied. Kept free of SQLite specifics so that a
+    PostgreSQL store shared by many hosts can implement it unchanged.
+    """
+
+    def add_bans(self, bans: Sequence[Ban]) -> None:
+        """Record bans in history and as active, all or nothing, committed on return.
+
+        If the key is already active, the ban that ends later (permanent wins) stays active, so
+        a shorter ban never cuts an existing one short. History keeps every ban.
+        """
+        ...
+
+    def remove_bans(self, keys: Iterable[BanKey], *, forget: bool = False) -> int:
+        """End active bans (an unban); with ``forget`` also drop their history, so that
+        ``bantime.increment`` starts over for them. Returns how many active bans were removed."""
+        ...
+
+    def active_bans(self, now: float, jail: str | None = None) -> list[ActiveBan]:
+        """Bans still in force at ``now`` (permanent, or ending after ``now``), oldest first."""
+        ...
+
+    def expired_bans(self, now: float) -> list[ActiveBan]:
+        """Bans that ended at or before ``now`` but are still recorded active; reads only."""
+        ...
+
+    def release_expired(self, now: float) -> list[ActiveBan]:
+        """Remove and return exactly the bans ``expired_bans(now)`` would list."""
+        ...
+
+    def ban_history(
+        self, address: str | None = None, jail: str | None = None, since: float | None = None
+    ) -> list[Ban]:
+        """Recorded bans, optionally for one address / one jail / from ``since`` on, oldest
+        first."""
+        ...
+
+    def ban_count(self, address: str, jail: str | None, since: float) -> BanCount:
+        """Bans of ``address`` at or after ``since``, in ``jail`` or (None) over all jails."""
+        ...
+
+    def set_position(self, position: FilePosition) -> None: ...
+
+    def get_position(self, path: str) -> FilePosition | None: ...
+
+    def set_cursor(self, jail: str, cursor: str) -> None:
+        """Remember a journal cursor for ``jail`` (opaque text from systemd)."""
+        ...
+
+    def get_cursor(self, jail: str) -> str | None: ...
+
+    def purge(self, older_than: float, limit: int | None = None) -> int:
+        """Delete history of bans made before ``older_than`` (dbpurgeage), except the record
+        of a ban that is still active; active bans are never touched. Returns rows deleted.
+
+        ``limit`` deletes at most that many (oldest first), so the daemon can purge a large
+        backlog in slices and let its event loop run in between.
+        """
+        ...
+
+    def compact(self) -> None:
+        """Give space freed by ``purge`` back, so the store does not grow without bound."""
+        ...
+
+    def close(self) -> None: ...
