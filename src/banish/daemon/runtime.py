@@ -25,6 +25,7 @@ from ..actions import registry
 from ..actions.base import Backend, JailFirewall
 from ..config.loader import Config, DaemonSettings, JailConfig, load_config
 from ..errors import BanishError, ConfigError
+from ..match.filter import CompiledFilter
 from ..store.base import Ban, BanKey
 from ..store.sqlite import SqliteStore
 from .enforcer import Enforcer, canonical_address
@@ -84,6 +85,11 @@ class Runtime:
 
     def _load(self) -> Config:
         config = load_config(self.config_dir)
+        for jail in config.jails:  # a broken regex is a config error: refuse it up front
+            try:
+                CompiledFilter(jail.filter, logtimezone=jail.options.get("logtimezone") or None)
+            except ConfigError as exc:
+                raise exc.located(section=jail.name) from exc
         daemon = config.daemon
         for key in ("socket", "dbfile", "logtarget", "pidfile"):
             if self.overrides.get(key):

@@ -63,6 +63,12 @@ class CompiledFilter:
     """A filter definition compiled once; ``process`` is called for every candidate line."""
 
     def __init__(self, definition: FilterDefinition, *, logtimezone: str | None = None) -> None:
+        try:
+            self._compile(definition, logtimezone)
+        except ConfigError as exc:
+            raise exc.located(file=definition.file or None, section="Definition") from exc
+
+    def _compile(self, definition: FilterDefinition, logtimezone: str | None) -> None:
         self.definition = definition
         usedns = definition.usedns
         self.maxlines = definition.maxlines
