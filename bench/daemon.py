@@ -200,7 +200,8 @@ def main() -> int:
     findtime = "400d"  # the generated log's dates must all count
     rows = []
     b = bench_banish_backfill(log, findtime)
-    lines = sum(1 for _ in open(log, "rb"))
+    with open(log, "rb") as fh:
+        lines = sum(1 for _ in fh)
     rows.append(f"| backfill {lines:,} lines (banish) | {b['seconds']:.1f} s | "
                 f"{lines / b['seconds']:,.0f} lines/s | RSS {b['rss_mb']:.0f} MB |")
     if not args.skip_fail2ban:

@@ -10,6 +10,7 @@ the config files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import ipaddress
 import logging
@@ -133,9 +134,8 @@ class JailRunner:
         now = self.clock()
         since = now - self.config.settings.findtime
         if self.source_kind == "systemd":
-            from ..sources.journal import JournalSource
-
             from ..config.filterdef import split_name_args
+            from ..sources.journal import JournalSource
 
             matches = [" ".join(m) for m in self.config.filter.journalmatch]
             cursor = self.store.get_cursor(self.name)
@@ -167,10 +167,8 @@ class JailRunner:
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - stopping anyway
-                pass
         self.tasks = []
 
     async def _run(self, source: Any) -> None:

@@ -21,9 +21,9 @@ _FORMAT = "%(asctime)s %(name)s [%(process)d]: %(levelname)-7s %(message)s"
 def setup_logging(target: str, level: str = "INFO") -> None:
     """Send the ``banish`` loggers to ``target``: a file path, STDOUT, STDERR or SYSLOG."""
     root = logging.getLogger("banish")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     upper = target.upper()
     handler: logging.Handler
     if upper in ("STDOUT", "-"):

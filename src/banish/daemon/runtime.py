@@ -10,6 +10,7 @@ and every ban.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -91,9 +92,11 @@ class Runtime:
             except ConfigError as exc:
                 raise exc.located(section=jail.name) from exc
         daemon = config.daemon
-        for key in ("socket", "dbfile", "logtarget", "pidfile"):
-            if self.overrides.get(key):
-                daemon = replace(daemon, **{key: self.overrides[key]})
+        o = self.overrides
+        daemon = replace(daemon, socket=o.get("socket") or daemon.socket,
+                         dbfile=o.get("dbfile") or daemon.dbfile,
+                         logtarget=o.get("logtarget") or daemon.logtarget,
+                         pidfile=o.get("pidfile") or daemon.pidfile)
         return replace(config, daemon=daemon)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -152,10 +155,8 @@ class Runtime:
             await self.enforcer.stop()
         if self.store is not None:
             self.store.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.settings.pidfile)
-        except OSError:
-            pass
 
     def _start_jail(self, jail: JailConfig) -> None:
         assert self.store is not None and self.enforcer is not None

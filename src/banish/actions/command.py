@@ -1,0 +1,567 @@
+"""Run fail2ban action.d scripts unchanged: the `Backend` for jails whose actions are commands.
+
+Owns the lifecycle fail2ban gives a command action -- ``actionstart`` (per address family,
+on demand when the file has ``[Init?family=...]`` sections), ``actionban``/``actionunban`` with
+``actioncheck`` + repair + one retry when a command fails, ``actionflush`` or per-ban unbans
+then ``actionstop`` -- and running each command (timeout, process group, output, exit
+status). Every command goes through `shell_command`, so values from logs and DNS
+(``<matches>``, ``<F-USER>``, ``<ip-host>``...) reach the shell as data, never as code. Must
+not decide bans, read configuration or build scripts: `actiondef.py` produces the text and
+the tag values, the daemon decides.
+
+Differences from the nftables backend, by nature of shell scripts:
+
+- a call is not a transaction: every ban of a batch is tried, the ones that fail are named in
+  one `BackendError` and the others stay applied;
+- scripts cannot list what the kernel holds, so the backend remembers what it applied.
+  `reconcile` bans what is missing from that record, unbans what should no longer be there,
+  and runs ``actioncheck`` (repairing and re-banning when it fails) to notice hand-made
+  damage such as a deleted jump rule. Damage that ``actioncheck`` cannot see (a rule deleted
+  inside the action's own chain) stays until the ban ends;
+- ban timeouts are the daemon's business: command actions have none (``expires_in`` is only
+  used for ``<bantime>`` when the daemon gives no details).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from .actiondef import (
+    DYNAMIC_TAGS,
+    ActionDefinition,
+    BanDetails,
+    DetailedBanEntry,
+    details_of,
+    family_of,
+    field_values,
+    ticket_values,
+)
+from .base import Address, BackendError, BanEntry, JailFirewall
+from .escape import shell_command
+
+__all__ = ["BanDetails", "CommandActions", "DetailedBanEntry"]
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_LIMIT = 2000
+_KILL_GRACE = 1.0
+_STARTED, _HAS_BANS = 1, 2
+
+
+@dataclass(slots=True)
+class _Action:
+    """One running action of one jail: what fail2ban's CommandAction keeps, plus the record."""
+
+    definition: ActionDefinition
+    started: dict[str, int] = field(default_factory=dict)
+    executed: dict[str, dict[str, str]] = field(default_factory=dict)
+    banned: dict[Address, BanEntry] = field(default_factory=dict)
+    lost: dict[Address, BanEntry] = field(default_factory=dict)
+    """Bans a repair (stop + start) wiped out; banned again before the call returns."""
+    start_failed: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"[{self.definition.jail}] action {self.definition.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ok: bool
+    error: str = ""
+
+
+class CommandActions:
+    """The `Backend` for fail2ban action.d scripts: each jail runs its list of actions in order.
+
+    ``configure`` gives the definitions (``load_actions`` per jail); `start` then starts the
+    named jails, and on a later call (reload) stops jails no longer named and restarts actions
+    whose definition changed. Commands run one at a time, as fail2ban runs them, under
+    ``prefix`` (``ip netns exec NS`` for ``netns``) with each action's ``timeout``.
+    """
+
+    def __init__(
+        self,
+        definitions: Mapping[str, Sequence[ActionDefinition]] | None = None,
+        *,
+        netns: str | None = None,
+        prefix: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+        shell: str = "/bin/sh",
+    ) -> None:
+        self._definitions: dict[str, tuple[ActionDefinition, ...]] = {}
+        self._running: dict[str, list[_Action]] = {}
+        self._prefix = [*(["ip", "netns", "exec", netns] if netns else []), *prefix]
+        self._clock = clock
+        self._shell = shell
+        self._lock = asyncio.Lock()
+        self._banned_total: dict[str, int] = {}
+        self._hostnames: dict[str, str] = {}
+        if definitions is not None:
+            self.configure(definitions)
+
+    def configure(self, definitions: Mapping[str, Sequence[ActionDefinition]]) -> None:
+        """Replace the definitions (jail name -> its actions); takes effect at the next `start`."""
+        self._definitions = {jail: tuple(defs) for jail, defs in definitions.items()}
+
+    def applied(self, jail: str) -> dict[str, list[Address]]:
+        """What each action of ``jail`` has applied (for status and tests)."""
+        return {a.definition.name: list(a.banned) for a in self._running.get(jail, [])}
+
+    # -- the Backend protocol ---------------------------------------------------------------
+
+    async def start(self, jails: Sequence[JailFirewall]) -> None:
+        async with self._lock:
+            errors: list[str] = []
+            names = [j.name for j in jails]
+            missing = [n for n in names if n not in self._definitions]
+            if missing:
+                raise BackendError(f"no actions configured for jail(s) {', '.join(missing)}")
+            for jail in [j for j in self._running if j not in names]:
+                errors += await self._retire(self._running.pop(jail))
+            for jail in names:
+                old = {a.definition.name: a for a in self._running.get(jail, [])}
+                actions: list[_Action] = []
+                fresh: list[_Action] = []
+                retired: list[_Action] = []
+                for definition in self._definitions[jail]:
+                    previous = old.pop(definition.name, None)
+                    if previous is not None and previous.definition == definition:
+                        actions.append(previous)
+                        continue
+                    if previous is not None:
+                        retired.append(previous)
+                    action = _Action(definition)
+                    actions.append(action)
+                    fresh.append(action)
+                errors += await self._retire([*retired, *old.values()])
+                self._running[jail] = actions
+                for action in actions:
+                    if action in fresh:
+                        error = await self._start(action)
+                        action.start_failed = error is not None
+                    else:
+                        error = await self._operation(action, "actionreload", None)
+                    if error:
+                        errors.append(f"{action.label}: {error}")
+            self._raise(errors, "start")
+
+    async def ban(self, bans: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            errors: list[str] = []
+            for entry in bans:
+                actions = self._running.get(entry.jail)
+                if actions is None:
+                    errors.append(f"[{entry.jail}] no actions started for this jail")
+                    continue
+                self._banned_total[entry.jail] = self._banned_total.get(entry.jail, 0) + 1
+                for action in actions:
+                    error = await self._ban(action, entry)
+                    if error:
+                        errors.append(f"{action.label}: {error}")
+            errors += await self._restore_lost()
+            self._raise(errors, "ban")
+
+    async def unban(self, bans: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            errors: list[str] = []
+            for entry in bans:
+                for action in self._running.get(entry.jail, []):
+                    action.lost.pop(entry.address, None)
+                    error = await self._unban(action, entry.address)
+                    if error:
+                        errors.append(f"{action.label}: {error}")
+            errors += await self._restore_lost()
+            self._raise(errors, "unban")
+
+    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            errors: list[str] = []
+            wanted: dict[str, dict[Address, BanEntry]] = {}
+            for entry in active:
+                if entry.jail in self._running:
+                    wanted.setdefault(entry.jail, {})[entry.address] = entry
+                else:
+                    log.debug("reconcile: jail %s has no command actions; %s skipped",
+                              entry.jail, entry.address)
+            for jail, actions in self._running.items():
+                want = wanted.get(jail, {})
+                for action in actions:
+                    errors += await self._consistency_check(action)
+                    for address in [a for a in action.lost if a not in want]:
+                        del action.lost[address]
+                    for address in [a for a in action.banned if a not in want]:
+                        error = await self._unban(action, address)
+                        if error:
+                            errors.append(f"{action.label}: {error}")
+                    for address, entry in want.items():
+                        if address in action.banned or address in action.lost:
+                            continue
+                        error = await self._ban(action, _restored(entry))
+                        if error:
+                            errors.append(f"{action.label}: {error}")
+            errors += await self._restore_lost()
+            self._raise(errors, "reconcile")
+
+    async def stop(self) -> None:
+        async with self._lock:
+            errors: list[str] = []
+            for jail in list(self._running):
+                errors += await self._retire(self._running.pop(jail))
+            self._raise(errors, "stop")
+
+    # -- fail2ban's command-action lifecycle -------------------------------------------------
+
+    async def _ban(self, action: _Action, entry: BanEntry, operation: str = "actionban"
+                   ) -> str | None:
+        definition = action.definition
+        details = details_of(entry)
+        if details is not None and details.restored and definition.norestored:
+            action.banned[entry.address] = entry
+            return None
+        if entry.address in action.banned and operation == "actionban":
+            # Already applied: only a longer ban time has something to tell the action.
+            action.banned[entry.address] = entry
+            if definition.defines("actionprolong"):
+                return await self._process(action, "actionprolong", entry)
+            return None
+        family = family_of(entry.address)
+        if (definition.start_on_demand or action.start_failed) and not action.started.get(family):
+            error = await self._start(action, family, force=True)
+            if error:
+                return error
+            action.start_failed = False
+        error = await self._process(action, operation, entry)
+        if error:
+            return error
+        action.started[family] = action.started.get(family, 0) | _STARTED | _HAS_BANS
+        action.banned[entry.address] = entry
+        return None
+
+    async def _unban(self, action: _Action, address: Address) -> str | None:
+        entry = action.banned.get(address)
+        if entry is None:
+            return None
+        if action.started.get(family_of(address), 0) & _HAS_BANS:
+            error = await self._process(action, "actionunban", entry)
+            if error:
+                return error  # still recorded: the next reconcile tries again
+        del action.banned[address]
+        return None
+
+    async def _start(self, action: _Action, family: str | None = None, *,
+                     force: bool = False) -> str | None:
+        if action.definition.start_on_demand and not force:
+            return None
+        families = [family] if family is not None else list(action.definition.families)
+
+        def started(fam: str, ok: bool) -> None:
+            if ok:
+                self._executed(action, "actionstop", fam, None)
+                action.started[fam] = _STARTED
+
+        return await self._operation(action, "actionstart", families, started)
+
+    async def _stop(self, action: _Action, family: str | None = None) -> str | None:
+        if family is None:
+            families = [f for f, v in action.started.items() if v]
+            action.started = {}
+        elif family in action.started:
+            action.started[family] = 0
+            families = [family]
+        else:
+            return None
+        if not families:
+            return None
+
+        def stopped(fam: str, ok: bool) -> None:
+            if ok:
+                self._executed(action, "actionstart", fam, None)
+
+        return await self._operation(action, "actionstop", families, stopped)
+
+    async def _retire(self, actions: Sequence[_Action]) -> list[str]:
+        """Take actions out of service: flush (or unban one by one), then stop in reverse."""
+        errors: list[str] = []
+        for action in actions:
+            action.lost.clear()
+            if action.definition.defines("actionflush"):
+                families = [f for f, v in action.started.items() if v & 3 == 3]
+
+                def flushed(fam: str, ok: bool, action: _Action = action) -> None:
+                    if ok and action.started.get(fam):
+                        action.started[fam] &= ~_HAS_BANS
+
+                error = await self._operation(action, "actionflush", families, flushed)
+                if error:
+                    errors.append(f"{action.label}: {error}")
+                action.banned.clear()
+                continue
+            for address in list(action.banned):
+                error = await self._unban(action, address)
+                if error:
+                    errors.append(f"{action.label}: {error}")
+            action.banned.clear()
+        for action in reversed(actions):
+            error = await self._stop(action)
+            if error:
+                errors.append(f"{action.label}: {error}")
+        return errors
+
+    async def _process(self, action: _Action, operation: str, entry: BanEntry) -> str | None:
+        """Run a ban-time command; if it fails, check (and repair) the action, then retry once."""
+        family = family_of(entry.address)
+        script = action.definition.script(operation, family)
+        if not script:
+            return None
+        tries = 0
+        outcome = _Outcome(True)
+        while tries < 2:
+            if tries and action.definition.defines("actioncheck"):
+                unban = operation == "actionunban"
+                verdict = await self._invariant_check(
+                    action, family, repair=not unban or action.definition.repair_on_unban,
+                    force_start=not unban)
+                if verdict != 1:
+                    return outcome.error + (" (and actioncheck failed: "
+                                            + ("unban is impossible)" if verdict < 0
+                                               else "could not restore the action)"))
+            outcome = await self._run(action, operation, script, entry, family)
+            tries += 1
+            if outcome.ok:
+                return None
+        return outcome.error
+
+    async def _invariant_check(self, action: _Action, family: str, *, repair: bool,
+                               force_start: bool = True) -> int:
+        """1: the action is sound (or was repaired); 0: repair failed; -1: repair not allowed."""
+        if not force_start and family not in action.started:
+            return 1
+        check = action.definition.script("actioncheck", family)
+        if not check or (await self._run(action, "actioncheck", check, None, family)).ok:
+            return 1
+        if not repair:
+            log.error("%s: actioncheck failed; not repairing for an unban", action.label)
+            return -1
+        log.error("%s: actioncheck failed; trying to restore a sane environment", action.label)
+        self._mark_lost(action, family)
+        repair_script = action.definition.script("actionrepair", family)
+        if repair_script:
+            if not (await self._run(action, "actionrepair", repair_script, None, family)).ok:
+                action.started[family] = 0
+                log.critical("%s: unable to restore the environment", action.label)
+                return 0
+            action.started[family] = _STARTED
+        else:
+            await self._stop(action, family)
+            await self._start(action, family,
+                              force=force_start or not action.definition.start_on_demand)
+        if action.started.get(family) and not (
+                await self._run(action, "actioncheck", check, None, family)).ok:
+            log.critical("%s: unable to restore the environment", action.label)
+            return 0
+        return 1
+
+    async def _consistency_check(self, action: _Action) -> list[str]:
+        if not action.definition.defines("actioncheck"):
+            return []
+        errors = []
+        sound: set[str] = set()  # one check per distinct script: "" and "inet4" often share it
+        for family, state in list(action.started.items()):
+            check = action.definition.script("actioncheck", family)
+            if not state or check in sound:
+                continue
+            if await self._invariant_check(action, family, repair=True) == 1:
+                sound.add(check)
+            else:
+                action.started[family] = 0
+                self._executed(action, "actionstart", family, None)
+                errors.append(f"{action.label}: actioncheck failed and repair did not help")
+        return errors
+
+    def _mark_lost(self, action: _Action, family: str) -> None:
+        # An action without family sections has one structure for both families.
+        every = family == "" or action.definition.families == ("",)
+        for address in [a for a in action.banned if every or family_of(a) == family]:
+            action.lost[address] = action.banned.pop(address)
+
+    async def _restore_lost(self) -> list[str]:
+        """Ban again what a repair wiped out (``actionreban`` when the action has one)."""
+        errors: list[str] = []
+        for actions in self._running.values():
+            for action in actions:
+                lost, action.lost = action.lost, {}
+                op = "actionreban" if action.definition.defines("actionreban") else "actionban"
+                for entry in lost.values():
+                    error = await self._ban(action, entry, op)
+                    if error:
+                        errors.append(f"{action.label}: {error}")
+        return errors
+
+    async def _operation(self, action: _Action, operation: str, families: Sequence[str] | None,
+                         after: Callable[[str, bool], None] | None = None) -> str | None:
+        """Run a start/stop/flush-like command once per family, skipping identical repeats."""
+        if families is None:
+            families = [f for f, v in action.started.items() if v]
+        errors: list[str] = []
+        for family in families:
+            script = action.definition.script(operation, family)
+            ok = True
+            done_elsewhere = [s for f, s in action.executed.get(operation, {}).items()
+                              if f != family]
+            if script and script not in done_elsewhere:
+                outcome = await self._run(action, operation, script, None, family)
+                ok = outcome.ok
+                if not ok:
+                    errors.append(outcome.error)
+            if after is not None:
+                after(family, ok)
+            self._executed(action, operation, family, script if ok else None)
+        return "; ".join(errors) or None
+
+    @staticmethod
+    def _executed(action: _Action, operation: str, family: str, script: str | None) -> None:
+        """Remember (or forget) that ``script`` ran for ``family``, so that an action whose
+        command is the same for both families runs it once."""
+        done = action.executed.setdefault(operation, {})
+        if script:
+            done[family] = script
+            return
+        # Forget every family that ran the same text: a repair that stops "inet4" of an action
+        # started for "" must be able to start it again.
+        gone = done.pop(family, None) or action.definition.script(operation, family)
+        for fam in [f for f, s in done.items() if s == gone]:
+            del done[fam]
+
+    # -- running one command ------------------------------------------------------------------
+
+    async def _run(self, action: _Action, operation: str, script: str, entry: BanEntry | None,
+                   family: str) -> _Outcome:
+        values = await self._values(script, action, entry, family)
+        argv = [*self._prefix, *shell_command(script, values, shell=self._shell)]
+        what = operation + (f" for {entry.address}" if entry is not None else "")
+        timeout = action.definition.timeout
+        log.debug("%s: %s: %s", action.label, what, script)
+        # Output goes to files, not pipes: the command counts as done when it exits, even if
+        # something it started in the background still holds its stdout.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                    start_new_session=True)
+            except OSError as exc:
+                message = f"{what}: cannot run {argv[0]}: {exc.strerror or exc}"
+                log.error("%s: %s", action.label, message)
+                return _Outcome(False, message)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                await _kill_group(proc)
+                message = f"{what} timed out after {timeout:g} s (timeout option) and was killed"
+                log.error("%s: %s", action.label, message)
+                return _Outcome(False, message)
+            except BaseException:  # cancelled (daemon stopping): leave nothing running
+                await asyncio.shield(_kill_group(proc))
+                raise
+            stdout, stderr = _read(out), _read(err)
+        if proc.returncode == 0:
+            if stdout or stderr:
+                log.debug("%s: %s output: %s%s", action.label, what, stdout,
+                          f" (stderr: {stderr})" if stderr else "")
+            return _Outcome(True)
+        code = proc.returncode if proc.returncode is not None else -1
+        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        message = f"{what} failed ({status})" + (f": {stderr}" if stderr else "")
+        log.error("%s: %s", action.label, message)
+        if stdout:
+            log.debug("%s: %s output: %s", action.label, what, stdout)
+        return _Outcome(False, message)
+
+    async def _values(self, script: str, action: _Action, entry: BanEntry | None,
+                      family: str) -> dict[str, str]:
+        """The per-run tags ``script`` uses; DNS (``<ip-host>``) is asked only when used."""
+        used = {tag for tag in DYNAMIC_TAGS if f"<{tag}>" in script}
+        details = (details_of(entry) if entry is not None else None) or BanDetails()
+        ticket = ticket_values(entry, details)
+        values = {tag: ticket[tag] for tag in used if tag in ticket}
+        if "time" in used:
+            values["time"] = str(float(details.time if details.time is not None
+                                       else self._clock()))
+        for tag in used & {"fq-hostname", "sh-hostname"}:
+            values[tag] = await self._hostname(tag)
+        if "ip-host" in used:
+            values["ip-host"] = await _host_of(str(entry.address)) if entry is not None else ""
+        if entry is not None and "jail.banned" in used:
+            values["jail.banned"] = str(len(action.banned) + (entry.address not in action.banned))
+        if "jail.banned_total" in used:
+            values["jail.banned_total"] = str(self._banned_total.get(action.definition.jail, 0))
+        for tag in used - values.keys():
+            values[tag] = "0"  # jail.found*: the failure tracker is not visible here
+        values.update(field_values(script, details))
+        return values
+
+    async def _hostname(self, tag: str) -> str:
+        if tag not in self._hostnames:
+            loop = asyncio.get_running_loop()
+            self._hostnames[tag] = (await loop.run_in_executor(None, socket.getfqdn)
+                                    if tag == "fq-hostname" else socket.gethostname())
+        return self._hostnames[tag]
+
+    @staticmethod
+    def _raise(errors: list[str], call: str) -> None:
+        if errors:
+            shown = "; ".join(errors[:5])
+            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+            raise BackendError(f"action.d {call}: {shown}{more}")
+
+
+def _restored(entry: BanEntry) -> BanEntry:
+    """An entry re-applied by reconcile is a restored ban unless the daemon said otherwise."""
+    if details_of(entry) is not None:
+        return entry
+    return DetailedBanEntry(entry.address, entry.jail, entry.expires_in,
+                            BanDetails(restored=True))
+
+
+async def _host_of(ip: str) -> str:
+    loop = asyncio.get_running_loop()
+    try:
+        host, _ = await asyncio.wait_for(
+            loop.getnameinfo((ip, 0), socket.NI_NAMEREQD), timeout=10)
+    except (TimeoutError, OSError):
+        return ""
+    return host
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Terminate the command and everything it started (its own session), then kill the rest.
+
+    As fail2ban does: SIGTERM first, then SIGKILL for whatever of the group still lives, so a
+    child that ignores SIGTERM or outlives its shell does not keep running.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), _KILL_GRACE)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+def _read(file: IO[bytes]) -> str:
+    """The start of a command's output, on one line (it goes into log lines and errors)."""
+    file.seek(0)
+    data = file.read(_OUTPUT_LIMIT + 1)
+    text = data[:_OUTPUT_LIMIT].decode("utf-8", "replace").strip()
+    lines = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return lines + (" ...[truncated]" if len(data) > _OUTPUT_LIMIT else "")

@@ -1,0 +1,281 @@
+"""The CLI's end of the control socket: connect, send, render.
+
+Owns connecting to the daemon (and saying in one line why it could not), sending requests
+(bulk address lists in bounded slices), and printing answers: ``--json`` prints the daemon's
+result unchanged; otherwise compact fail2ban-like trees and tables. Must not interpret
+commands beyond that: what a command means is the daemon's business, how it is spelled and
+shaped is ``banish.protocol``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TextIO
+
+from ..errors import ConfigError
+from ..protocol import (
+    STDIN,
+    CommandError,
+    DaemonUnavailable,
+    Request,
+    is_address,
+    merge_results,
+    parse_response,
+    split,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "Client", "execute", "read_addresses", "render"]
+
+# A reload of many jails or a ban of 100k addresses takes seconds; a daemon that has not
+# answered in two minutes is stuck, and the admin should hear so rather than wait forever.
+DEFAULT_TIMEOUT = 120.0
+
+
+class Client:
+    """One connection to the daemon; requests are answered in order on it."""
+
+    def __init__(self, path: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnavailable(_why(self.path, exc)) from None
+        self._sock = sock
+        self._file = sock.makefile("rb")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def call(self, request: Request) -> Any:
+        """The daemon's result; CommandError when it refuses, DaemonUnavailable when it
+        vanishes or does not answer within the timeout."""
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        try:
+            self._sock.sendall(request.encode())
+        except TimeoutError:
+            raise DaemonUnavailable(f"the daemon on {self.path} stopped reading requests "
+                                    f"(no progress in {self.timeout:g} s)") from None
+        except OSError:
+            # The daemon hung up on us; it usually said why first (a refused uid, a request
+            # over the size limit), so read that before reporting the hang-up.
+            pass
+        try:
+            line = self._file.readline()
+        except TimeoutError:
+            raise DaemonUnavailable(f"no answer from the daemon on {self.path} within "
+                                    f"{self.timeout:g} s") from None
+        except OSError as exc:
+            raise DaemonUnavailable(f"the connection to the daemon on {self.path} failed: "
+                                    f"{exc.strerror or exc}") from None
+        if not line:
+            raise DaemonUnavailable(f"the daemon on {self.path} closed the connection without "
+                                    "answering (did it stop or crash?)")
+        return parse_response(line)
+
+
+def _why(path: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"banish is not running: no control socket at {path} (choose one with --socket)"
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"banish is not running: nothing listens on {path} (a stale socket left by a "
+                "stopped daemon)")
+    if isinstance(exc, PermissionError):
+        return (f"permission denied on control socket {path}: it is root-only, so run this as "
+                "root (the daemon may well be running)")
+    if isinstance(exc, TimeoutError):
+        return f"the daemon on {path} does not accept connections (is it stuck?)"
+    return f"cannot reach banish on {path}: {exc.strerror or exc}"
+
+
+def read_addresses(stream: TextIO) -> list[str]:
+    """One address per line; blank lines and ``#`` comments skipped. Every line is checked
+    before anything is sent, so a bad line 90,000 does not leave half a list applied."""
+    ips: list[str] = []
+    for number, raw in enumerate(stream, 1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not is_address(text):
+            raise ConfigError(f"not an IP address or network: {text!r}", file="<stdin>",
+                              line=number)
+        ips.append(text)
+    return ips
+
+
+def _send_all(client: Client, request: Request, stdin: TextIO) -> Any:
+    ips = request.args.get("ips")
+    if ips != [STDIN]:
+        return client.call(request)
+    addresses = read_addresses(stdin)
+    if not addresses:  # an empty pipe (grep found nothing) is not an error
+        return {"banned": 0, "already": 0} if request.cmd == "ban" else \
+            {"unbanned": 0, "not_banned": []}
+    results: list[Any] = []
+    done = 0
+    for part in split(request, addresses):
+        try:
+            results.append(client.call(part))
+        except CommandError as exc:
+            if not done:
+                raise
+            raise CommandError(f"{exc} (the first {done} of {len(addresses)} addresses were "
+                               "already applied)") from None
+        done += len(part.args["ips"])
+    return merge_results(request.cmd, results)
+
+
+def execute(request: Request, *, path: str, as_json: bool, stdin: TextIO, stdout: TextIO,
+            timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time) -> int:
+    """Run one CLI verb against the daemon; the exit status (1: ``banned IP`` found none)."""
+    with Client(path, timeout=timeout) as client:
+        result = _send_all(client, request, stdin)
+    if as_json:
+        stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        text = render(request, result, clock())
+        if text:
+            stdout.write(text + "\n")
+    if request.cmd == "banned" and request.args.get("ip") and not result:
+        return 1
+    return 0
+
+
+# -- human output -------------------------------------------------------------------------
+
+def render(request: Request, result: Any, now: float) -> str:
+    """The human form of a result; ``now`` makes "time left" testable."""
+    cmd, args = request.cmd, request.args
+    if cmd == "status":
+        return _jail_status(result) if args.get("jail") else _status(result)
+    if cmd == "banned":
+        if not result:
+            ip = args.get("ip")
+            where = f" in {args['jail']}" if args.get("jail") else ""
+            return f"{ip} is not banned{where}" if ip else f"no active bans{where}"
+        return _banned(result, now)
+    if cmd == "ban":
+        return f"banned {result['banned']} in {args['jail']}, {result['already']} already banned"
+    if cmd == "unban":
+        text = f"unbanned {result['unbanned']}"
+        if result.get("not_banned"):
+            text += f"; not banned: {' '.join(result['not_banned'])}"
+        return text
+    if cmd == "reload":
+        return f"reloaded; jails: {', '.join(result.get('jails', [])) or '(none)'}"
+    if cmd in ("get", "set"):
+        return _value(result.get("value") if isinstance(result, dict) else result)
+    return _value(result)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n".join(_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _status(result: dict[str, Any]) -> str:
+    jails = result.get("jails", [])
+    lines = ["Status",
+             f"|- Number of jail:\t{result.get('jail_count', len(jails))}",
+             f"`- Jail list:\t{', '.join(jails)}"]
+    summary = result.get("summary") or []
+    if summary:
+        rows = [[s["jail"], s["currently_failed"], s["total_failed"], s["currently_banned"],
+                 s["total_banned"]] for s in summary]
+        lines += ["", _table(["JAIL", "FAILED", "TOTAL FAILED", "BANNED", "TOTAL BANNED"],
+                             rows, numeric={1, 2, 3, 4})]
+    return "\n".join(lines)
+
+
+def _jail_status(s: dict[str, Any]) -> str:
+    filt = [f"Currently failed:\t{s['currently_failed']}", f"Total failed:\t{s['total_failed']}"]
+    if s.get("files"):
+        filt.append(f"File list:\t{' '.join(s['files'])}")
+    if s.get("file_errors"):
+        errors = "; ".join(f"{e['path']}: {e['message']}" for e in s["file_errors"])
+        filt.append(f"File errors:\t{errors}")
+    filt.append(f"Backend:\t{s.get('backend', '')}")
+    acts = [f"Currently banned:\t{s['currently_banned']}", f"Total banned:\t{s['total_banned']}",
+            f"Banned IP list:\t{' '.join(s.get('banned', []))}"]
+    return "\n".join([f"Status for the jail: {s['jail']}", "|- Filter", *_branch(filt, "|  "),
+                      "`- Actions", *_branch(acts, "   ")])
+
+
+def _branch(items: Sequence[str], indent: str) -> list[str]:
+    return [f"{indent}{'`' if i == len(items) - 1 else '|'}- {item}"
+            for i, item in enumerate(items)]
+
+
+def _banned(rows: Sequence[dict[str, Any]], now: float) -> str:
+    table = []
+    for r in rows:
+        expires = r.get("expires_at")
+        if expires is None:
+            until, left = "never", "permanent"
+        else:
+            until, left = _when(expires), _duration(expires - now)
+        table.append([r["jail"], r["ip"], _when(r["banned_at"]), until, left])
+    return _table(["JAIL", "ADDRESS", "BANNED AT", "EXPIRES AT", "LEFT"], table, numeric={4})
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def _duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "expiring"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{s}s"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
+    cells = [list(header)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    out = []
+    for row in cells:
+        parts = [c.rjust(w) if i in numeric else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out)
