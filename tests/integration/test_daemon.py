@@ -101,9 +101,11 @@ def test_kill9_during_a_burst_loses_and_duplicates_nothing(tmp_path: Path) -> No
         active = _active(d.db)
         assert reported <= set(active), "a reported ban is missing from the store"
         d.start()
-        wait_for(lambda: len(set(d.bans())) == len(ips), what="all bans after restart")
+        # Bans committed just before the kill but not yet logged are restored, not repeated:
+        # wait on the store, then check the log never reports an address twice.
+        wait_for(lambda: len(_active(d.db)) == len(ips), what="all bans after restart")
         bans = d.bans()
-        assert len(bans) == len(set(bans)) == len(ips), "a ban was reported twice"
+        assert len(bans) == len(set(bans)), "a ban was reported twice"
         after = _active(d.db)
         assert set(after) == set(ips)
         for ip in reported:  # re-applied with the same end, i.e. their remaining time

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 _OUTPUT_LIMIT = 2000
 _KILL_GRACE = 1.0
 _STARTED, _HAS_BANS = 1, 2
+_IN_USE = _STARTED | _HAS_BANS
 
 
 @dataclass(slots=True)
@@ -256,7 +257,8 @@ class CommandActions:
             error = await self._process(action, "actionunban", entry)
             if error:
                 return error  # still recorded: the next reconcile tries again
-        del action.banned[address]
+        action.banned.pop(address, None)
+        action.lost.pop(address, None)  # a repair on the way may have moved it there
         return None
 
     async def _start(self, action: _Action, family: str | None = None, *,
@@ -296,7 +298,7 @@ class CommandActions:
         for action in actions:
             action.lost.clear()
             if action.definition.defines("actionflush"):
-                families = [f for f, v in action.started.items() if v & 3 == 3]
+                families = [f for f, v in action.started.items() if v & _IN_USE == _IN_USE]
 
                 def flushed(fam: str, ok: bool, action: _Action = action) -> None:
                     if ok and action.started.get(fam):
@@ -513,7 +515,7 @@ class CommandActions:
     async def _hostname(self, tag: str) -> str:
         if tag not in self._hostnames:
             loop = asyncio.get_running_loop()
-            self._hostnames[tag] = (await loop.run_in_executor(None, socket.getfqdn)
+            self._hostnames[tag] = (await loop.run_in_executor(None, _own_fqdn)
                                     if tag == "fq-hostname" else socket.gethostname())
         return self._hostnames[tag]
 
@@ -531,6 +533,22 @@ def _restored(entry: BanEntry) -> BanEntry:
         return entry
     return DetailedBanEntry(entry.address, entry.jail, entry.expires_in,
                             BanDetails(restored=True))
+
+
+def _own_fqdn() -> str:
+    """This host's full name, as fail2ban finds it: the resolver's canonical name for the
+    host name (one that extends the host name preferred), else Python's ``getfqdn``.
+
+    ``socket.getfqdn`` alone often answers ``localhost`` where /etc/hosts lists that first.
+    """
+    host = socket.gethostname()
+    try:
+        found = socket.getaddrinfo(host, None, 0, socket.SOCK_DGRAM, 0, socket.AI_CANONNAME)
+    except OSError:
+        return socket.getfqdn(host)
+    names = [info[3] for info in found if info[3]]
+    longer = [n for n in names if n.startswith(host + ".")]
+    return (longer or names or [socket.getfqdn(host)])[0]
 
 
 async def _host_of(ip: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import USAGE_EXIT, BanishError
-from . import regex, run, scan
+from . import commands, regex, run, scan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "configuration unchanged.")
     parser.add_argument("--version", action="version", version=f"banish {__version__}")
     parser.add_argument("--socket", metavar="PATH",
-                        help="control socket of the daemon (default: $BANISH_SOCKET or the "
-                             "config's socket)")
+                        help="control socket of the daemon (default: $BANISH_SOCKET, else "
+                             "/run/banish/banish.sock)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
     p = verbs.add_parser("regex", help="test a filter against a log file or line",
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Offline what-if over existing logs: no daemon, no root.")
     scan.add_arguments(p)
     p.set_defaults(run=scan.run)
+    commands.add_control_verbs(verbs)
     return parser
 
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except BanishError as exc:
         print(f"banish: {exc}", file=sys.stderr)
-        return USAGE_EXIT
+        return int(getattr(exc, "exit_code", USAGE_EXIT))
     except KeyboardInterrupt:
         return 130
 

@@ -31,6 +31,7 @@ __all__ = ["ControlHandler", "ControlServer", "SocketInUse"]
 # that is already running finish before its connection is cut.
 PROBE_TIMEOUT = 1.0
 CLOSE_GRACE = 5.0
+# Loop turns close() waits at most for connections accepted just before it to get going.
 _START_TURNS = 10
 _PEERCRED = struct.Struct("3i")
 
@@ -61,7 +62,7 @@ class ControlServer:
                                       else allowed_uids)
         self.max_request = max_request
         self.close_grace = close_grace
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
         self._inode: tuple[int, int] | None = None
         self._sock: socket.socket | None = None
         self._connections: set[_Connection] = set()
@@ -83,12 +84,14 @@ class ControlServer:
                                   f"{exc.strerror}") from exc
         await self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
         try:
             # The umask closes the window between bind() creating the file and chmod():
             # nobody else may ever connect, not even for a moment.
             old = os.umask(0o177)
             try:
                 sock.bind(self.path)
+                bound = True
             finally:
                 os.umask(old)
             os.chmod(self.path, 0o600)
@@ -101,13 +104,20 @@ class ControlServer:
             self._sock = sock
         except OSError as exc:
             sock.close()
+            if bound:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
             raise BanishError(f"cannot listen on control socket {self.path}: "
                               f"{exc.strerror or exc}") from exc
         log.info("Control socket listening on %s", self.path)
 
     async def close(self) -> None:
         """Stop accepting; let running requests answer (up to close_grace s); remove the file
-        if it is still ours (a successor may already have replaced it)."""
+        if it is still ours (a successor may already have replaced it).
+
+        Never await this from inside a handler: it waits for the running requests, that one
+        included. A ``stop`` handler should only signal the runtime, which closes later.
+        """
         if self._server is None:
             return
         # Stop accepting first, then let connections already accepted reach their task (their

@@ -37,16 +37,42 @@ def canonical_address(text: str) -> str | None:
     return str(addr)
 
 
-def _entry(address: str, jail: str, expires_at: float | None, now: float) -> BanEntry | None:
+def _target(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | \
+        ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The address object for canonical text (a host stays an address, a network a network)."""
+    if "/" not in address:
+        return ipaddress.ip_address(address)
     net = ipaddress.ip_network(address, strict=False)
-    target: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | \
-        ipaddress.IPv6Network = net.network_address if net.prefixlen == net.max_prefixlen else net
+    return net.network_address if net.prefixlen == net.max_prefixlen else net
+
+
+def _entry(address: str, jail: str, expires_at: float | None, now: float) -> BanEntry | None:
+    target = _target(address)
     if expires_at is None:
         return BanEntry(target, jail, None)
     left = expires_at - now
     if left <= 0:
         return None
     return BanEntry(target, jail, left)
+
+
+BULK = 1000
+
+
+def _log_each(bans: Sequence[Ban] | Sequence[ActiveBan], verb: str, reason: str = "") -> None:
+    """One NOTICE line per ban (recidive reads them); a bulk load gets one summary line
+    instead, so loading a 100k blocklist neither floods the log nor trips recidive."""
+    suffix = f" ({reason})" if reason else ""
+    if len(bans) > BULK:
+        jails = sorted({b.jail for b in bans})
+        log.log(NOTICE, "[%s] %s %d addresses at once%s", ",".join(jails), verb, len(bans),
+                suffix)
+        level = logging.DEBUG
+    else:
+        level = NOTICE
+    if log.isEnabledFor(level):
+        for ban in bans:
+            log.log(level, "[%s] %s %s%s", ban.jail, verb, ban.address, suffix)
 
 
 @dataclass
@@ -114,8 +140,7 @@ class Enforcer:
                                              ban.expires_at, ban.bantime, ban.origin)
             self.total_banned[ban.jail] = self.total_banned.get(ban.jail, 0) + 1
         await self._apply(fresh, now)
-        for ban in fresh:
-            log.log(NOTICE, "[%s] Ban %s", ban.jail, ban.address)
+        _log_each(fresh, "Ban")
         return fresh
 
     async def _apply(self, bans: Iterable[Ban], now: float) -> None:
@@ -151,8 +176,7 @@ class Enforcer:
         await self._lift(lifted, now)
         for ban in lifted:
             self.failed.pop(ban.key, None)
-            log.log(NOTICE, "[%s] Unban %s%s", ban.jail, ban.address,
-                    f" ({reason})" if reason else "")
+        _log_each(lifted, "Unban", reason)
         return found
 
     async def _lift(self, bans: Iterable[ActiveBan], now: float) -> None:
@@ -161,11 +185,7 @@ class Enforcer:
             name = self.jail_backend.get(ban.jail)
             if name is None:
                 continue
-            net = ipaddress.ip_network(ban.address, strict=False)
-            target: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | \
-                ipaddress.IPv6Network = (net.network_address
-                                         if net.prefixlen == net.max_prefixlen else net)
-            by_backend.setdefault(name, []).append(BanEntry(target, ban.jail, None))
+            by_backend.setdefault(name, []).append(BanEntry(_target(ban.address), ban.jail, None))
         for name, entries in by_backend.items():
             try:
                 await self.backends[name].unban(entries)

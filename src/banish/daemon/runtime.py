@@ -25,8 +25,9 @@ from typing import Any
 from ..actions import registry
 from ..actions.base import Backend, JailFirewall
 from ..config.loader import Config, DaemonSettings, JailConfig, load_config
-from ..errors import BanishError, ConfigError
+from ..errors import ConfigError
 from ..match.filter import CompiledFilter
+from ..protocol import CommandError
 from ..store.base import Ban, BanKey
 from ..store.sqlite import SqliteStore
 from .enforcer import Enforcer, canonical_address
@@ -62,10 +63,6 @@ def own_addresses() -> tuple[str, ...]:
     except (OSError, ValueError, subprocess.TimeoutExpired):
         pass
     return tuple(sorted(found))
-
-
-class CommandError(BanishError):
-    """A control command the daemon refuses (unknown jail, bad address ...)."""
 
 
 class Runtime:
@@ -105,6 +102,9 @@ class Runtime:
         settings = self.settings
         setup_logging(settings.logtarget, settings.loglevel)
         log.info("Starting banish with %s (%d jail(s))", self.config_dir, len(self.config.jails))
+        # The socket first: a second daemon started by mistake must stop here, before it
+        # touches the store or the firewall of the running one.
+        await self._start_control(settings)
         os.makedirs(os.path.dirname(os.path.abspath(settings.dbfile)), exist_ok=True)
         self.store = SqliteStore(settings.dbfile)
         backends = self._backends(self.config)
@@ -113,7 +113,6 @@ class Runtime:
                                   self.clock())
         for jail in self.config.jails:
             self._start_jail(jail)
-        await self._start_control(settings)
         self._write_pidfile(settings)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)

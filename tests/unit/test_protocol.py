@@ -1,0 +1,320 @@
+"""The command table and wire format: CLI spellings -> canonical requests, request checking,
+responses, bulk slicing, and the human renderings."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from banish.cli import client
+from banish.cli.commands import add_control_verbs
+from banish.errors import ConfigError
+from banish.protocol import (
+    CHUNK,
+    COMMANDS,
+    MAX_REQUEST,
+    VERSION,
+    CommandError,
+    DaemonUnavailable,
+    ProtocolError,
+    Request,
+    encode_error,
+    encode_result,
+    is_address,
+    merge_results,
+    parse_request,
+    parse_response,
+    socket_path,
+    split,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="banish")
+    p.add_argument("--socket")
+    add_control_verbs(p.add_subparsers(dest="verb", required=True))
+    return p
+
+
+def translate(*argv: str) -> Request:
+    args = parser().parse_args(argv)
+    cmd = next(c for c in COMMANDS if c.name == args.verb)
+    return cmd.translate(vars(args))
+
+
+# -- CLI spellings --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "cmd", "args"), [
+    (["ping"], "ping", {}),
+    (["stop"], "stop", {}),
+    (["status"], "status", {"jail": None}),
+    (["status", "sshd"], "status", {"jail": "sshd"}),
+    (["ban", "sshd", "192.0.2.1", "2001:db8::/64"], "ban",
+     {"jail": "sshd", "ips": ["192.0.2.1", "2001:db8::/64"]}),
+    (["ban", "sshd", "-"], "ban", {"jail": "sshd", "ips": ["-"]}),
+    (["unban", "sshd", "192.0.2.1"], "unban", {"ips": ["192.0.2.1"], "jail": "sshd", "all": False}),
+    (["unban", "192.0.2.1", "192.0.2.2"], "unban",
+     {"ips": ["192.0.2.1", "192.0.2.2"], "jail": None, "all": False}),
+    (["unban", "-"], "unban", {"ips": ["-"], "jail": None, "all": False}),
+    (["unban", "--all"], "unban", {"ips": None, "jail": None, "all": True}),
+    (["unban", "--all", "sshd"], "unban", {"ips": None, "jail": "sshd", "all": True}),
+    (["banned"], "banned", {"ip": None, "jail": None}),
+    (["banned", "192.0.2.1"], "banned", {"ip": "192.0.2.1", "jail": None}),
+    (["banned", "--jail", "sshd"], "banned", {"ip": None, "jail": "sshd"}),
+    (["reload"], "reload", {"jail": None}),
+    (["reload", "sshd"], "reload", {"jail": "sshd"}),
+    (["get", "sshd", "maxretry"], "get", {"jail": "sshd", "param": "maxretry"}),
+    (["set", "sshd", "bantime", "-1"], "set", {"jail": "sshd", "param": "bantime", "value": "-1"}),
+])
+def test_cli_spelling_gives_canonical_request(argv: list[str], cmd: str,
+                                              args: dict[str, Any]) -> None:
+    request = translate(*argv)
+    assert request == Request(cmd, args)
+    # whatever the CLI builds, the daemon's checker accepts unchanged
+    assert parse_request(request.encode()) == request
+
+
+@pytest.mark.parametrize(("fail2ban", "banish"), [
+    (["set", "sshd", "banip", "192.0.2.1", "192.0.2.2"], ["ban", "sshd", "192.0.2.1", "192.0.2.2"]),
+    (["set", "sshd", "unbanip", "192.0.2.1"], ["unban", "sshd", "192.0.2.1"]),
+    (["set", "sshd", "banip", "-"], ["ban", "sshd", "-"]),
+    (["get", "sshd", "banned"], ["banned", "--jail", "sshd"]),
+    (["get", "sshd", "banip"], ["banned", "--jail", "sshd"]),
+])
+def test_fail2ban_spellings_map_to_the_same_command(fail2ban: list[str],
+                                                     banish: list[str]) -> None:
+    assert translate(*fail2ban) == translate(*banish)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["ban", "sshd", "192.0.2.1", "not-an-ip"], "ban: not an IP address or network: 'not-an-ip'"),
+    (["ban", "sshd", "-", "192.0.2.1"], "must be the only address"),
+    (["unban"], "give one or more addresses"),
+    (["unban", "sshd"], "give one or more addresses"),
+    (["unban", "sshd", "nope"], "not an IP address or network: 'nope'"),
+    (["unban", "--all", "sshd", "192.0.2.1"], "at most a jail"),
+    (["banned", "host.example"], "not an IP address"),
+    (["set", "sshd", "bantime", "1", "2"], "expected one value, got 2"),
+    (["set", "sshd", "banip", "x"], "set sshd banip: not an IP address"),
+])
+def test_bad_command_lines_are_usage_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        translate(*argv)
+
+
+def test_every_command_has_help_and_a_result_shape() -> None:
+    p = argparse.ArgumentParser(prog="banish")
+    verbs = p.add_subparsers(dest="verb")
+    add_control_verbs(verbs)
+    for cmd in COMMANDS:
+        assert cmd.summary and cmd.description and cmd.result
+        text = verbs.choices[cmd.name].format_help()
+        assert "--json" in text and "--json prints:" in text and "--socket" in text
+        # the shape keeps its own line breaks (long lines are wrapped)
+        assert " ".join(cmd.result.split()) in " ".join(text.split())
+        assert (cmd.result.count("\n") + 1) <= text.split("--json prints:")[1].count("\n")
+    top = p.format_help()
+    for cmd in COMMANDS:
+        assert cmd.name in top
+
+
+def test_is_address() -> None:
+    for good in ["192.0.2.1", "2001:db8::1", "192.0.2.0/24", "2001:db8::/64", "10.0.0.1/8",
+                 "::ffff:192.0.2.1"]:
+        assert is_address(good), good
+    for bad in ["", "-", "sshd", "192.0.2.256", "host.example", "1.2.3.4/33", "1.2.3.4 "]:
+        assert not is_address(bad), bad
+
+
+# -- wire format ---------------------------------------------------------------------------
+
+def test_request_defaults_are_filled_in() -> None:
+    assert parse_request(b'{"v": 1, "cmd": "unban", "args": {"ips": ["192.0.2.1"]}}') == \
+        Request("unban", {"ips": ["192.0.2.1"], "jail": None, "all": False})
+    assert parse_request(b'{"v": 1, "cmd": "ping"}') == Request("ping", {})
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    (b"{not json", "malformed request: not JSON"),
+    (b"\xff\xfe", "malformed request: not JSON"),
+    (b"[1, 2]", "expected a JSON object"),
+    (b'{"cmd": "ping"}', "unsupported protocol version None"),
+    (b'{"v": 2, "cmd": "ping"}', "unsupported protocol version 2"),
+    (b'{"v": 1, "cmd": 3}', "'cmd' must be a string"),
+    (b'{"v": 1, "cmd": "launch"}', "unknown command 'launch' (commands: ban, banned, get"),
+    (b'{"v": 1, "cmd": "ping", "args": []}', "'args' must be a JSON object"),
+    (b'{"v": 1, "cmd": "status", "args": {"jail": "a", "x": 1}}', "unexpected argument 'x'"),
+    (b'{"v": 1, "cmd": "ban", "args": {"jail": "a"}}', "missing argument 'ips' for 'ban'"),
+    (b'{"v": 1, "cmd": "ban", "args": {"jail": "a", "ips": []}}', "non-empty list of strings"),
+    (b'{"v": 1, "cmd": "ban", "args": {"jail": "a", "ips": [1]}}', "non-empty list of strings"),
+    (b'{"v": 1, "cmd": "ban", "args": {"jail": null, "ips": ["1.2.3.4"]}}',
+     "bad argument 'jail' for 'ban': expected a string"),
+    (b'{"v": 1, "cmd": "unban", "args": {"all": "yes"}}', "expected true or false"),
+    (b'{"v": 1, "cmd": "unban", "args": {"ips": "1.2.3.4"}}', "expected a list of strings"),
+])
+def test_bad_requests_are_refused_with_one_line(line: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_request(line)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_is_one_line_per_message() -> None:
+    nasty = 'a\nb\r\u2028"}'
+    line = Request("get", {"jail": nasty, "param": "x"}).encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert parse_request(line).args["jail"] == nasty
+    assert encode_error("two\nlines  here") == b'{"ok":false,"error":"two lines here"}\n'
+    assert parse_response(encode_result({"x": [1, None]})) == {"x": [1, None]}
+    with pytest.raises(ValueError):
+        encode_result(float("nan"))  # not JSON: the server turns this into an error answer
+
+
+def test_responses() -> None:
+    with pytest.raises(CommandError, match=r"^no such jail: 'x'$"):
+        parse_response(b'{"ok": false, "error": "no such jail: \'x\'"}\n')
+    for garbage in (b"pong\n", b"[]\n", b'{"result": 1}\n'):
+        with pytest.raises(ProtocolError):
+            parse_response(garbage)
+    assert CommandError.exit_code == 2 and DaemonUnavailable.exit_code == 1
+    assert MAX_REQUEST >= 64 * 1024 * 1024 and VERSION == 1
+
+
+def test_socket_path_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANISH_SOCKET", raising=False)
+    assert socket_path(None) == "/run/banish/banish.sock"
+    monkeypatch.setenv("BANISH_SOCKET", "/tmp/env.sock")
+    assert socket_path(None) == "/tmp/env.sock"
+    assert socket_path("/tmp/flag.sock") == "/tmp/flag.sock"
+
+
+def test_split_and_merge() -> None:
+    ips = [f"10.0.{i // 256}.{i % 256}" for i in range(CHUNK * 2 + 5)]
+    parts = list(split(Request("ban", {"jail": "j", "ips": ["-"]}), ips))
+    assert [len(p.args["ips"]) for p in parts] == [CHUNK, CHUNK, 5]
+    assert [ip for p in parts for ip in p.args["ips"]] == ips
+    assert all(p.args["jail"] == "j" for p in parts)
+    assert all(len(p.encode()) < MAX_REQUEST for p in parts)
+    assert merge_results("ban", [{"banned": 2, "already": 1}, {"banned": 3, "already": 0}]) == \
+        {"banned": 5, "already": 1}
+    assert merge_results("unban", [{"unbanned": 1, "not_banned": ["a"]},
+                                   {"unbanned": 2, "not_banned": ["b"]}]) == \
+        {"unbanned": 3, "not_banned": ["a", "b"]}
+    with pytest.raises(ValueError):
+        merge_results("status", [{}, {}])
+
+
+def test_runtime_accepts_exactly_the_protocol_arguments() -> None:
+    """The daemon's handler and the table must agree on every command's argument names."""
+    runtime = pytest.importorskip("banish.daemon.runtime")
+    for cmd in COMMANDS:
+        method = getattr(runtime.Runtime, f"cmd_{cmd.name}")
+        params = set(inspect.signature(method).parameters) - {"self"}
+        assert params == {f.name for f in cmd.fields}, cmd.name
+
+
+# -- human output --------------------------------------------------------------------------
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_render_status_overview() -> None:
+    result = {"jails": ["nginx", "sshd"], "jail_count": 2, "summary": [
+        {"jail": "nginx", "currently_failed": 0, "total_failed": 4, "currently_banned": 1,
+         "total_banned": 2},
+        {"jail": "sshd", "currently_failed": 3, "total_failed": 120, "currently_banned": 2,
+         "total_banned": 45}]}
+    text = client.render(Request("status", {"jail": None}), result, 0)
+    assert text.splitlines() == [
+        "Status",
+        "|- Number of jail:\t2",
+        "`- Jail list:\tnginx, sshd",
+        "",
+        "JAIL   FAILED  TOTAL FAILED  BANNED  TOTAL BANNED",
+        "nginx       0             4       1             2",
+        "sshd        3           120       2            45",
+    ]
+
+
+def test_render_jail_status_tree() -> None:
+    result = {"jail": "sshd", "currently_failed": 1, "total_failed": 9, "currently_banned": 2,
+              "total_banned": 5, "banned": ["192.0.2.1", "192.0.2.2"],
+              "files": ["/var/log/auth.log"],
+              "file_errors": [{"path": "/var/log/gone.log", "message": "missing"}],
+              "backend": "polling"}
+    text = client.render(Request("status", {"jail": "sshd"}), result, 0)
+    assert text.splitlines() == [
+        "Status for the jail: sshd",
+        "|- Filter",
+        "|  |- Currently failed:\t1",
+        "|  |- Total failed:\t9",
+        "|  |- File list:\t/var/log/auth.log",
+        "|  |- File errors:\t/var/log/gone.log: missing",
+        "|  `- Backend:\tpolling",
+        "`- Actions",
+        "   |- Currently banned:\t2",
+        "   |- Total banned:\t5",
+        "   `- Banned IP list:\t192.0.2.1 192.0.2.2",
+    ]
+
+
+@pytest.mark.usefixtures("utc")
+def test_render_banned_table_in_local_time() -> None:
+    now = 1_700_000_000.0
+    rows = [{"jail": "sshd", "ip": "192.0.2.1", "banned_at": now - 60, "expires_at": now + 3720,
+             "bantime": 3780},
+            {"jail": "recidive", "ip": "2001:db8::/64", "banned_at": now, "expires_at": None,
+             "bantime": -1}]
+    text = client.render(Request("banned", {"ip": None, "jail": None}), rows, now)
+    assert text.splitlines() == [
+        "JAIL      ADDRESS        BANNED AT                  EXPIRES AT                      LEFT",
+        "sshd      192.0.2.1      2023-11-14T22:12:20+00:00  2023-11-14T23:15:20+00:00      1h02m",
+        "recidive  2001:db8::/64  2023-11-14T22:13:20+00:00  never                      permanent",
+    ]
+    assert client.render(Request("banned", {"ip": "192.0.2.9", "jail": None}), [], now) == \
+        "192.0.2.9 is not banned"
+
+
+def test_render_simple_results() -> None:
+    assert client.render(Request("ban", {"jail": "sshd", "ips": []}),
+                         {"banned": 3, "already": 1}, 0) == "banned 3 in sshd, 1 already banned"
+    assert client.render(Request("unban", {}), {"unbanned": 1, "not_banned": ["a", "b"]}, 0) == \
+        "unbanned 1; not banned: a b"
+    assert client.render(Request("get", {}), {"jail": "j", "param": "logpath",
+                                              "value": ["/a", "/b"]}, 0) == "/a\n/b"
+    assert client.render(Request("reload", {}), {"jails": ["a", "b"]}, 0) == \
+        "reloaded; jails: a, b"
+    assert client.render(Request("ping", {}), "pong", 0) == "pong"
+    assert json.loads(client.render(Request("get", {}), {"value": {"k": 1}}, 0)) == {"k": 1}
+
+
+def _reference_is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        if "/" in text:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@given(st.text(alphabet="0123456789abcdef:./%x \x00", max_size=24))
+def test_fast_address_check_agrees_with_ipaddress(text: str) -> None:
+    assert is_address(text) == _reference_is_address(text)
