@@ -61,12 +61,13 @@ class Daemon:
     def write_jails(self, jails: str) -> None:
         (self.cfg / "jail.conf").write_text(jails.replace("{logs}", str(self.logs)))
 
-    def start(self) -> None:
+    def start(self, prefix: tuple[str, ...] = ()) -> None:
+        """Start the daemon; ``prefix`` wraps the command (e.g. setpriv to drop capabilities)."""
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.root / "stderr.txt", "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "banish.cli.main", "run", "--config", str(self.cfg)],
-                stdout=subprocess.DEVNULL, stderr=err)
+                [*prefix, sys.executable, "-m", "banish.cli.main", "run", "--config",
+                 str(self.cfg)], stdout=subprocess.DEVNULL, stderr=err)
         wait_for(lambda: "banish is ready" in self.log_text(offset) or self.proc_died(),
                  what="daemon readiness")
         assert not self.proc_died(), self.stderr()

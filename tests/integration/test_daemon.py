@@ -8,6 +8,7 @@ for an event, never a sleep standing in for logic.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -145,3 +146,61 @@ def test_bad_jail_options_exit_2_with_one_line(tmp_path: Path, change: tuple[str
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert expect in proc.stderr and "jail.conf" in proc.stderr, proc.stderr
+
+
+NO_DAC = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+          "-dac_override,-dac_read_search")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to make a file unreadable to the daemon")
+def test_unreadable_file_is_reported_in_status_not_fatal(tmp_path: Path) -> None:
+    jails = (JAILS % "1h").replace("logpath = {logs}/*.log",
+                                   "logpath = {logs}/a.log\n          {logs}/secret.log")
+    with Daemon(tmp_path, jails) as d:
+        d.fail("secret.log", "198.18.1.1", 3)
+        os.chmod(d.logs / "secret.log", 0)
+        os.chown(d.logs / "secret.log", 65534, 65534)
+        d.start(prefix=NO_DAC)
+        status = wait_for(lambda: (s := d.status("demo"))["file_errors"] and s,
+                          what="file error in status")
+        assert any("secret.log" in e["path"] and "ermission" in e["message"]
+                   for e in status["file_errors"]), status
+        d.fail("a.log", "198.18.1.2", 3)  # the readable file still works
+        wait_for(lambda: "198.18.1.2" in d.bans(), what="ban from the readable file")
+        assert "198.18.1.1" not in d.bans()
+        d.stop()
+
+
+def test_control_verbs_and_reload_against_the_daemon(tmp_path: Path) -> None:
+    with Daemon(tmp_path, JAILS % "1h") as d:
+        d.start()
+        assert d.cli("ping").returncode == 0
+        d.fail("a.log", "198.18.2.1", 3)
+        wait_for(lambda: "198.18.2.1" in d.bans(), what="ban")
+        status = d.status("demo")
+        assert status["jail"] == "demo" and status["currently_banned"] == 1
+        assert status["banned"] == ["198.18.2.1"] and status["total_failed"] == 3
+        assert status["files"] == [str(d.logs / "a.log")]
+        d.cli("ban", "demo", "198.18.2.2", "2001:db8:77::/64")
+        d.cli("set", "demo", "banip", "198.18.2.3")  # fail2ban-client spelling
+        banned = {r["ip"] for r in json.loads(d.cli("banned", "--json").stdout)}
+        assert banned == {"198.18.2.1", "198.18.2.2", "198.18.2.3", "2001:db8:77::/64"}
+        d.cli("unban", "198.18.2.2")
+        assert "198.18.2.2" in d.bans("Unban")
+        # a broken config is refused and everything keeps running
+        d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = lots"))
+        proc = d.cli("reload", check=False)
+        assert proc.returncode == 2 and "maxretry" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+        assert len(json.loads(d.cli("banned", "--json").stdout)) == 3
+        # a good config is applied, bans kept
+        d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = 2"))
+        d.cli("reload")
+        assert json.loads(d.cli("get", "demo", "maxretry", "--json").stdout)["value"] == 2
+        d.fail("a.log", "198.18.2.4", 2)
+        wait_for(lambda: "198.18.2.4" in d.bans(), what="ban with the reloaded maxretry")
+        assert len(json.loads(d.cli("banned", "--json").stdout)) == 4
+        d.cli("stop")
+        assert d.proc is not None
+        assert d.proc.wait(15) == 0
