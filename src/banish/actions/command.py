@@ -149,6 +149,10 @@ class CommandActions:
                 self._running[jail] = actions
                 for action in actions:
                     if action in fresh:
+                        if action.definition.unresolved:
+                            log.warning("%s: <%s> is not defined (a missing argument?); its "
+                                        "commands get the tag as literal text", action.label,
+                                        ">, <".join(action.definition.unresolved))
                         error = await self._start(action)
                         action.start_failed = error is not None
                     else:

@@ -178,8 +178,12 @@ class CompiledFilter:
         hits: list[Hit] = []
         ignored = False
         regexes = self.failregex
+        session = pre_groups.get("mlfid")
+        closed = session is not None and session not in self._mlfid
         for index in range(len(regexes)) if only is None else only:
             compiled = regexes[index]
+            if closed and compiled.session_only:
+                continue  # its match would be a no-op (see CompiledRegex.session_only)
             if buf is None:
                 buf = "\n".join(self._buffer) + "\n"
             m = compiled.pattern.search(buf)

@@ -82,6 +82,31 @@ def expand_tags(regex: str, *, usedns: str = "yes") -> str:
     return _INLINE_FLAG.sub(r"\1:", _TAG.sub(replace, regex))
 
 
+def mandatory_groups(pattern: re.Pattern[str]) -> frozenset[str]:
+    """Named groups that take part in every match (not inside an optional or a branch)."""
+    import importlib
+
+    parser = importlib.import_module("re._parser")
+    consts = importlib.import_module("re._constants")
+    names = {index: name for name, index in pattern.groupindex.items()}
+    found: set[str] = set()
+
+    def walk(items: object) -> None:
+        for op, av in items:  # type: ignore[attr-defined]
+            if op is consts.SUBPATTERN:
+                if av[0] in names:
+                    found.add(names[av[0]])
+                walk(av[3])
+            elif op in (consts.MAX_REPEAT, consts.MIN_REPEAT) and av[0] >= 1:
+                walk(av[2])
+
+    try:
+        walk(parser.parse(pattern.pattern, pattern.flags))
+    except Exception:
+        return frozenset()
+    return frozenset(found)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRegex:
     """One compiled failregex/ignoreregex/prefregex and what its groups mean."""
@@ -91,6 +116,9 @@ class CompiledRegex:
     alt_groups: tuple[tuple[str, str], ...] = ()
     tuple_groups: tuple[tuple[str, str], ...] = ()
     skiplines: int = 0
+    session_only: bool = False
+    """Every match is NOFAIL or GAINED and FORGETs its multi-line session: such a match
+    changes nothing unless that session is already open, so it can be skipped then."""
 
     @property
     def has_id(self) -> bool:
@@ -128,4 +156,7 @@ def compile_regex(regex: str, *, option: str, usedns: str = "yes",
         if m and len(group) > 4:
             (alt if m.group(1) == "alt_" else tup).append((group, group_name(m.group(2))))
     skip = sum(1 for g in pattern.groupindex if g.startswith("skiplines"))
-    return CompiledRegex(regex, pattern, tuple(sorted(alt)), tuple(sorted(tup)), skip)
+    must = mandatory_groups(pattern) if "mlfforget" in pattern.groupindex else frozenset()
+    session_only = "mlfforget" in must and bool({"nofail", "mlfgained"} & must)
+    return CompiledRegex(regex, pattern, tuple(sorted(alt)), tuple(sorted(tup)), skip,
+                         session_only)
