@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from banish.actions.base import Backend
+from banish.actions.command import CommandActions
 from banish.actions.nftables import NftablesBackend
 from banish.actions.null import NullBackend
 from banish.errors import ConfigError
 
 AUTO = "auto"
+COMMAND = "action.d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ Factory = Callable[[BackendOptions], Backend]
 _FACTORIES: dict[str, Factory] = {
     "nftables": lambda o: NftablesBackend(netns=o.netns, forward=o.forward),
     "null": lambda o: NullBackend(),
+    # fail2ban action.d scripts; jails get here through daemon/firewall.py, never by ``auto``.
+    COMMAND: lambda o: CommandActions(netns=o.netns),
 }
 
 # Tried in order by ``auto``; "null" is never chosen silently: a daemon that believes it bans

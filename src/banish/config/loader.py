@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..actions.actiondef import split_specs
 from ..errors import ConfigError
 from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
 from .ini import IniTree
@@ -184,7 +185,7 @@ def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bo
         settings.backend == "auto" and bool(definition.journalmatch))
     if not settings.logpath and not journal_capable:
         raise ConfigError("no logpath given (and the backend is not systemd)", option="logpath")
-    actions = tuple(line.strip() for line in options.get("action", "").split("\n") if line.strip())
+    actions = split_specs(options.get("action", ""))
     return settings, definition, actions, options
 
 

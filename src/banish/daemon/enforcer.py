@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
+from ..actions.command import BanDetails, DetailedBanEntry
 from ..store.base import ActiveBan, Ban, BanKey, Store
 from .logsetup import NOTICE
 
@@ -91,7 +92,12 @@ class Enforcer:
         """Create firewall structure, release what expired while down, re-apply the rest."""
         self.jail_backend = dict(jail_backend)
         for name, backend in self.backends.items():
-            await backend.start([f for f in firewalls if jail_backend.get(f.name) == name])
+            try:
+                await backend.start([f for f in firewalls if jail_backend.get(f.name) == name])
+            except BackendError as exc:
+                # As fail2ban: log and go on; bans are recorded and retried by reconcile.
+                log.error("Starting the %s firewall failed (bans will be retried): %s",
+                          name, exc)
         for ban in self.store.release_expired(now):
             log.log(NOTICE, "[%s] Unban %s (expired while banish was not running)",
                     ban.jail, ban.address)
@@ -123,8 +129,12 @@ class Enforcer:
     def is_banned(self, address: str, jail: str) -> bool:
         return BanKey(address, jail) in self.active
 
-    async def ban(self, bans: Sequence[Ban], now: float) -> list[Ban]:
-        """Record and apply ``bans``; returns the ones that were new (others already active)."""
+    async def ban(self, bans: Sequence[Ban], now: float,
+                  details: Mapping[BanKey, BanDetails] | None = None) -> list[Ban]:
+        """Record and apply ``bans``; returns the ones that were new (others already active).
+
+        ``details`` (captured fields such as the user, ban count) feed action.d tags.
+        """
         fresh: list[Ban] = []
         seen: set[BanKey] = set()
         for ban in bans:
@@ -139,17 +149,21 @@ class Enforcer:
             self.active[ban.key] = ActiveBan(ban.address, ban.jail, ban.banned_at,
                                              ban.expires_at, ban.bantime, ban.origin)
             self.total_banned[ban.jail] = self.total_banned.get(ban.jail, 0) + 1
-        await self._apply(fresh, now)
+        await self._apply(fresh, now, details or {})
         _log_each(fresh, "Ban")
         return fresh
 
-    async def _apply(self, bans: Iterable[Ban], now: float) -> None:
+    async def _apply(self, bans: Iterable[Ban], now: float,
+                     details: Mapping[BanKey, BanDetails]) -> None:
         by_backend: dict[str, list[BanEntry]] = {}
         for ban in bans:
             name = self.jail_backend.get(ban.jail)
-            entry = _entry(ban.address, ban.jail, ban.expires_at, now)
-            if name is None or entry is None:
+            plain = _entry(ban.address, ban.jail, ban.expires_at, now)
+            if name is None or plain is None:
                 continue
+            entry = DetailedBanEntry(plain.address, plain.jail, plain.expires_in, details.get(
+                ban.key, BanDetails(time=ban.banned_at, bantime=ban.bantime,
+                                    failures=ban.failures, matches=ban.matches)))
             by_backend.setdefault(name, []).append(entry)
         for name, entries in by_backend.items():
             try:

@@ -1,41 +1,55 @@
 """Which firewall backend a jail uses, and what the firewall must know about the jail.
 
 Owns reading a jail's ``action`` / ``banaction`` / ``port`` / ``protocol`` / ``blocktype``
-options into a backend name and a ``JailFirewall``. A jail with ``action = null`` only logs.
-fail2ban action.d scripts (``iptables-multiport[...]``) are not run yet: such a jail falls back
-to logging only, with a warning at start, so that a fail2ban tree still loads.
+options into a backend name and a ``JailFirewall``.
+
+Which implementation runs an action name (``nftables``, ``iptables``, ``null`` ...):
+1. If the config tree has ``action.d/NAME.conf`` (or ``.local``), that script runs — an
+   /etc/fail2ban tree behaves exactly as fail2ban would, even for names banish also knows.
+2. Else, if NAME is one of banish's native backends (``registry.names()``), the native backend
+   runs it (banish's packaged config has no action.d, so ``banaction = nftables`` is native).
+3. Else the jail's actions are loaded as action.d scripts, and a missing file is a config error.
+A jail whose actions mix both kinds runs them all as scripts. ``action = null`` only logs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from ..actions import registry
+from ..actions.actiondef import ActionDefinition, load_actions, parse_spec, split_specs
 from ..actions.base import JailFirewall
-from ..config.filterdef import split_name_args
-from ..config.loader import JailConfig
+from ..config.loader import Config, JailConfig
 from ..errors import ConfigError
 
 log = logging.getLogger("banish.actions")
 
-_warned: set[str] = set()
+
+def _config_dir(jail: JailConfig) -> str:
+    """The config directory a jail came from (jail.conf's directory, above jail.d/)."""
+    directory = os.path.dirname(jail.file)
+    if os.path.basename(directory) == "jail.d":
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def _has_action_file(directory: str, name: str) -> bool:
+    return any(os.path.isfile(os.path.join(directory, "action.d", name + ext))
+               for ext in (".conf", ".local"))
 
 
 def backend_name(jail: JailConfig) -> str:
-    names = [split_name_args(a)[0] for a in jail.actions] if jail.actions else []
+    names = [parse_spec(a)[0] for a in split_specs("\n".join(jail.actions))]
     if not names:
         banaction = (jail.options.get("banaction") or "").strip()
         names = [banaction] if banaction else ["null"]
-    native = [n for n in names if n in registry.names()]
-    if native:
-        return native[0]
-    if jail.name not in _warned:
-        _warned.add(jail.name)
-        log.warning("[%s] action %s is a fail2ban action.d script, which this banish cannot "
-                    "run yet: bans are recorded and logged but NOT enforced", jail.name,
-                    ", ".join(names))
-    return "null"
+    directory = _config_dir(jail)
+    native = set(registry.names()) - {registry.COMMAND}
+    if any(n not in native or _has_action_file(directory, n) for n in names):
+        return registry.COMMAND
+    return names[0]
 
 
 def _ports(text: str, jail: str) -> tuple[int | tuple[int, int], ...]:
@@ -75,3 +89,10 @@ def firewall_for(jail: JailConfig) -> JailFirewall:
         blocktype=blocktype,  # type: ignore[arg-type]
         allow=allow,
     )
+
+
+def command_definitions(config: Config) -> dict[str, tuple[ActionDefinition, ...]]:
+    """The action.d definitions of every jail that runs scripts; ConfigError names the file."""
+    return {j.name: load_actions(config.directory, j.actions, j.options, jail=j.name,
+                                 file=j.file)
+            for j in config.jails if backend_name(j) == registry.COMMAND}

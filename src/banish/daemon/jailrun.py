@@ -21,6 +21,7 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
+from ..actions.command import BanDetails
 from ..actions.escape import shell_command
 from ..config.loader import JailConfig
 from ..core.events import Outcome
@@ -31,7 +32,7 @@ from ..match.dates import DateDetector
 from ..match.filter import CompiledFilter
 from ..sources.base import Batch, Position, SourceStatus
 from ..sources.file import FileSource
-from ..store.base import Ban, FilePosition, Store
+from ..store.base import Ban, BanKey, FilePosition, Store
 from .enforcer import Enforcer, canonical_address
 
 log = logging.getLogger("banish.filter")
@@ -214,13 +215,15 @@ class JailRunner:
     async def handle(self, batch: Batch) -> None:
         now = self.clock()
         bans: list[Ban] = []
+        details: dict[BanKey, BanDetails] = {}
         verbose = log.isEnabledFor(logging.INFO)
         for failure in self.failures_in(batch.lines, now):
             canon = canonical_address(failure.fid)
             addresses = [canon] if canon is not None else await self._addresses(failure.fid)
             for address in addresses:
                 f = failure if address == failure.fid else Failure(
-                    address, failure.time, failure.regex_index, failure.lines, failure.user)
+                    address, failure.time, failure.regex_index, failure.lines, failure.user,
+                    failure.fields)
                 if self.enforcer.is_banned(address, self.name):
                     continue
                 result = self.core.feed(f, now)
@@ -234,8 +237,13 @@ class JailRunner:
                     bans.append(Ban(decision.address, self.name, decision.time,
                                     int(decision.bantime), decision.failures,
                                     tuple(decision.matches)))
+                    details[BanKey(decision.address, self.name)] = BanDetails(
+                        time=decision.time, bantime=int(decision.bantime),
+                        failures=decision.failures, bancount=decision.ban_count,
+                        matches=tuple(decision.matches), fields=decision.fields,
+                        fid=failure.fid)
         if bans:
-            await self.enforcer.ban(bans, now)
+            await self.enforcer.ban(bans, now, details)
         self._save_position(batch)
 
     async def _addresses(self, fid: str) -> list[str]:
@@ -292,8 +300,9 @@ def _args(config: JailConfig) -> dict[str, str]:
 
 def _failure(fid: str, time: float | None, now: float, hit: Any) -> Failure:
     user = hit.fields.get("user")
+    fields = {k: str(v) for k, v in hit.fields.items() if v is not None}
     return Failure(fid, time if time is not None else now, hit.regex_index, tuple(hit.lines),
-                   str(user) if user is not None else None)
+                   str(user) if user is not None else None, fields)
 
 
 def is_ip(text: str) -> bool:

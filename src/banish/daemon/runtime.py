@@ -18,12 +18,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..actions import registry
+from ..actions.actiondef import ActionDefinition
 from ..actions.base import Backend, JailFirewall
+from ..actions.command import CommandActions
 from ..config.loader import Config, DaemonSettings, JailConfig, load_config
 from ..errors import ConfigError
 from ..match.filter import CompiledFilter
@@ -31,7 +33,7 @@ from ..protocol import CommandError
 from ..store.base import Ban, BanKey
 from ..store.sqlite import SqliteStore
 from .enforcer import Enforcer, canonical_address
-from .firewall import backend_name, firewall_for
+from .firewall import backend_name, command_definitions, firewall_for
 from .jailrun import JailRunner
 from .logsetup import NOTICE, setup_logging
 from .notify import sd_notify
@@ -168,7 +170,9 @@ class Runtime:
     def _backends(self, config: Config) -> dict[str, Backend]:
         options = registry.BackendOptions(netns=os.environ.get("BANISH_NETNS") or None)
         names = {backend_name(j) for j in config.jails}
-        return {name: registry.create(name, options) for name in names}
+        backends = {name: registry.create(name, options) for name in names}
+        _configure_scripts(backends, command_definitions(config))
+        return backends
 
     @staticmethod
     def _jail_backends(config: Config) -> dict[str, str]:
@@ -231,6 +235,7 @@ class Runtime:
         """Re-read the config; swap in changed jails; keep bans of every jail that stays."""
         assert self.enforcer is not None
         new = self._load()  # raises ConfigError: nothing has changed yet
+        scripts = command_definitions(new)  # action.d errors too, before anything changes
         if jail is not None and new.jail(jail) is None and jail not in self.runners:
             raise CommandError(f"no such jail: {jail}")
         old_names = set(self.runners)
@@ -253,8 +258,10 @@ class Runtime:
         for name in self._backends(self.config):
             if name not in self.enforcer.backends:
                 backends = dict(self.enforcer.backends)
-                backends[name] = registry.create(name, registry.BackendOptions())
+                backends[name] = registry.create(name, registry.BackendOptions(
+                    netns=os.environ.get("BANISH_NETNS") or None))
                 self.enforcer.backends = backends
+        _configure_scripts(self.enforcer.backends, scripts)
         for name, backend in self.enforcer.backends.items():
             await backend.start([firewall_for(j) for j in kept if backend_name(j) == name])
         for j in kept:
@@ -390,3 +397,10 @@ class Runtime:
 
 def unban_keys(keys: list[BanKey]) -> list[dict[str, str]]:
     return [{"jail": k.jail, "ip": k.address} for k in keys]
+
+
+def _configure_scripts(backends: Mapping[str, Backend],
+                       definitions: Mapping[str, Sequence[ActionDefinition]]) -> None:
+    backend = backends.get(registry.COMMAND)
+    if isinstance(backend, CommandActions):
+        backend.configure(definitions)
