@@ -37,6 +37,8 @@ class DaemonSettings:
     dbpurgeage: float = 86400.0
     logtarget: str = DEFAULT_LOGTARGET
     loglevel: str = "INFO"
+    reconcileinterval: float = 300.0
+    """How often the firewall is compared with the store's active bans and repaired."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +92,12 @@ def load_daemon_settings(directory: str) -> DaemonSettings:
             dbfile = os.path.join(os.path.dirname(dbfile), "banish.sqlite3")
         try:
             purge = parse_duration(get("dbpurgeage", "1d"), "dbpurgeage")
+            reconcile = parse_duration(get("reconcileinterval", "5m"), "reconcileinterval")
         except ConfigError as exc:
             raise exc.located(file=file, section=section) from exc
+        if reconcile <= 0:
+            raise ConfigError("must be a positive duration", file=file, section=section,
+                              option="reconcileinterval")
         return DaemonSettings(
             socket=get("socket", DEFAULT_SOCKET),
             pidfile=get("pidfile", DEFAULT_PIDFILE),
@@ -99,6 +105,7 @@ def load_daemon_settings(directory: str) -> DaemonSettings:
             dbpurgeage=purge,
             logtarget=get("logtarget", DEFAULT_LOGTARGET),
             loglevel=get("loglevel", "INFO").upper(),
+            reconcileinterval=reconcile,
         )
     return DaemonSettings()
 

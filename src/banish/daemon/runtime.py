@@ -41,7 +41,6 @@ from .notify import sd_notify
 log = logging.getLogger("banish.server")
 
 TICK = 1.0
-RECONCILE_EVERY = 300.0
 RESOLVE_EVERY = 300.0
 PURGE_EVERY = 3600.0
 PURGE_SLICE = 10_000
@@ -194,7 +193,7 @@ class Runtime:
                 await self.enforcer.retry_failed(now)
                 for runner in self.runners.values():
                     runner.core.expire(now)
-                if now - last_reconcile >= RECONCILE_EVERY:
+                if now - last_reconcile >= self.settings.reconcileinterval:
                     last_reconcile = now
                     await self.enforcer.reconcile(now)
                 if now - last_resolve >= RESOLVE_EVERY:
