@@ -75,18 +75,22 @@ class ChunkMatcher:
         pos = 0
         count = chunk.count
         find = chunk.find
+        session_only = flt.session_only if flt.sessions_from_prefregex else frozenset()
         for start, regexes in self.prefilter.candidates(chunk):
             index += count(b"\n", pos, start)
+            pos = start
             end = find(b"\n", start)
             if end < 0:
                 end = len(chunk)
             text = decode(chunk[start:end])
+            if session_only and session_only.issuperset(regexes) and \
+                    not flt.session_may_be_open(text):
+                continue  # it could only close a session that is not open: a no-op
 
             def recall(start: int = start) -> float | None:
                 return self._recall_date(chunk, start, now)
 
             yield LineOutcome(index, text, flt.process(text, now, recall=recall, only=regexes))
-            pos = start
 
     def _recall_date(self, chunk: bytes, start: int, now: float) -> float | None:
         """The date of the closest dated line before ``start`` (a few lines back at most)."""

@@ -8,14 +8,17 @@ no clock; the prefilter (``prefilter.py``) decides which lines are worth handing
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..config.filterdef import FilterDefinition
 from ..errors import ConfigError
 from ..events import Failure
 from .dates import DateDetector
+from .prefilter import date_safe_pieces
 from .tags import CompiledRegex, compile_regex
 
 # A date-less line borrows the previous line's date when that is this recent (seconds).
@@ -101,6 +104,11 @@ class CompiledFilter:
         self._last_date: float | None = None
         self._last_date_text = ""
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
+        self._session_tokens: Counter[str] = Counter()
+        self._untokened_sessions = 0
+        self.session_only = frozenset(i for i, r in enumerate(self.failregex) if r.session_only)
+        self.sessions_from_prefregex = (self.prefregex is not None
+                                        and "mlfid" in self.prefregex.pattern.groupindex)
 
     # -- per line -----------------------------------------------------------------------------
 
@@ -299,12 +307,10 @@ class CompiledFilter:
             cached.update((k, v) for k, v in fail.items() if v is not None)
             fail = cached
             if flags & forget:
-                self._mlfid.pop(mlfid, None)
+                self._close_session(mlfid)
         elif not flags & forget:
             users = _add_user(fail, fail.get("user"))
-            self._mlfid[mlfid] = fail
-            if len(self._mlfid) > _MLFID_CACHE_SIZE:
-                self._mlfid.popitem(last=False)
+            self._open_session(mlfid, fail)
         if fail.pop("mlfpending", 0) or (users and len(users) > 1):
             fail.pop("nofail", None)
             fail.pop("mlfgained", None)
@@ -318,6 +324,43 @@ class CompiledFilter:
             fail["nofail-matches"] = [*_as_list(fail.get("nofail-matches")), *matched]
         return fail
 
+    # -- open multi-line sessions, indexed so a line can be tested without parsing it ----------
+
+    def _open_session(self, mlfid: str, fail: dict[str, object]) -> None:
+        self._mlfid[mlfid] = fail
+        token = _session_token(mlfid)
+        if token is None:
+            self._untokened_sessions += 1
+        else:
+            self._session_tokens[token] += 1
+        if len(self._mlfid) > _MLFID_CACHE_SIZE:
+            self._close_session(next(iter(self._mlfid)))
+
+    def _close_session(self, mlfid: str) -> None:
+        if self._mlfid.pop(mlfid, None) is None:
+            return
+        token = _session_token(mlfid)
+        if token is None:
+            self._untokened_sessions -= 1
+        else:
+            self._session_tokens[token] -= 1
+            if self._session_tokens[token] <= 0:
+                del self._session_tokens[token]
+
+    def session_may_be_open(self, raw_line: str) -> bool:
+        """False only if no open session's id can occur in this line (before date removal).
+
+        Each open id is indexed by a digit run that is bounded by non-digits inside one of its
+        date-safe pieces (e.g. a PID in ``sshd[3182]:``); if the id is in the line, that run is
+        a whole digit run of the raw line too.
+        """
+        if self._untokened_sessions:
+            return True
+        tokens = self._session_tokens
+        if not tokens:
+            return False
+        return any(run in tokens for run in _DIGIT_RUN.findall(raw_line))
+
     def failures(self, line: str, now: float, time: float | None = None) -> Failure | None:
         """Convenience for the daemon: the failure a line completes, if any."""
         hit = self.process(line, now, time).failure
@@ -326,6 +369,20 @@ class CompiledFilter:
         user = hit.fields.get("user")
         return Failure(hit.fid, hit.time if hit.time is not None else now, hit.regex_index,
                        tuple(hit.lines), str(user) if user is not None else None)
+
+
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+@lru_cache(maxsize=4096)
+def _session_token(mlfid: str) -> str | None:
+    best: str | None = None
+    for piece in date_safe_pieces(mlfid):
+        for m in _DIGIT_RUN.finditer(piece):
+            if m.start() > 0 and m.end() < len(piece) and (best is None or
+                                                           len(m.group()) > len(best)):
+                best = m.group()
+    return best
 
 
 def _as_list(value: object) -> list[str]:

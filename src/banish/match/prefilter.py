@@ -44,7 +44,7 @@ class Need:
         return (min(len(w) for w in self.words), -len(self.words))
 
 
-def _date_safe_pieces(word: str) -> list[str]:
+def date_safe_pieces(word: str) -> list[str]:
     """Split a literal where a cut-out date could have stood.
 
     Regexes match the line *without its date*, so a literal like ``[]LOGIN`` may be ``[`` and
@@ -131,7 +131,7 @@ def _need_of(strings: set[str], caseless: bool) -> Need | None:
     """Each alternative must leave a date-safe piece of useful length; keep its longest."""
     words = set()
     for string in strings:
-        piece = max(_date_safe_pieces(string), key=len)
+        piece = max(date_safe_pieces(string), key=len)
         if len(piece) < _MIN_LITERAL:
             return None
         words.add(piece)
