@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..actions.actiondef import split_specs
+from ..core.subnets import SubnetPolicy
 from ..errors import ConfigError
 from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
 from .ini import IniTree
 from .model import JailSettings
+from .subnets import subnet_policy
 from .values import jail_settings, parse_duration
 
 _NOT_JAILS = {"INCLUDES", "DEFAULT"}
@@ -50,6 +52,7 @@ class JailConfig:
     actions: tuple[str, ...] = ()
     options: Mapping[str, str] = field(default_factory=dict, compare=False)
     file: str = ""
+    subnets: SubnetPolicy = field(default_factory=SubnetPolicy)
 
     @property
     def name(self) -> str:
@@ -142,7 +145,11 @@ def load_jails(directory: str, *, only: set[str] | None = None,
         except ConfigError as exc:
             raise exc.located(file=file, section=section) from exc
         if jail is not None:
-            jails.append(JailConfig(jail[0], jail[1], jail[2], jail[3], file))
+            try:
+                subnets = subnet_policy(jail[3])
+            except ConfigError as exc:
+                raise exc.located(file=file, section=section) from exc
+            jails.append(JailConfig(jail[0], jail[1], jail[2], jail[3], file, subnets))
     if only is not None:
         missing = only - {j.name for j in jails}
         if missing:

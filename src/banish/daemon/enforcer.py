@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
 from ..actions.command import BanDetails, DetailedBanEntry
+from ..core.subnets import covering
 from ..store.base import ActiveBan, Ban, BanKey, Store
 from .logsetup import NOTICE
 
@@ -86,6 +87,8 @@ class Enforcer:
     active: dict[BanKey, ActiveBan] = field(default_factory=dict)
     failed: dict[BanKey, str] = field(default_factory=dict)
     total_banned: dict[str, int] = field(default_factory=dict)
+    _networks: dict[str, list[str]] | None = None
+    """Cache of network bans per jail; None after any change to ``active``."""
 
     async def start(self, firewalls: Sequence[JailFirewall], jail_backend: dict[str, str],
                     now: float) -> None:
@@ -102,6 +105,7 @@ class Enforcer:
             log.log(NOTICE, "[%s] Unban %s (expired while banish was not running)",
                     ban.jail, ban.address)
         self.active = {b.key: b for b in self.store.active_bans(now)}
+        self._networks = None
         restored = len(self.active)
         await self.reconcile(now)
         if restored:
@@ -127,7 +131,20 @@ class Enforcer:
                     self.failed.pop(BanKey(str(e.address), e.jail), None)
 
     def is_banned(self, address: str, jail: str) -> bool:
-        return BanKey(address, jail) in self.active
+        """Banned in ``jail``, by itself or inside a banned network."""
+        if BanKey(address, jail) in self.active:
+            return True
+        networks = self.networks(jail)
+        return bool(networks) and bool(covering(address, networks))
+
+    def networks(self, jail: str) -> list[str]:
+        """The jail's active network (subnet) bans; few, so a list is fine."""
+        if self._networks is None:
+            self._networks = {}
+            for key in self.active:
+                if "/" in key.address:
+                    self._networks.setdefault(key.jail, []).append(key.address)
+        return self._networks.get(jail, [])
 
     async def ban(self, bans: Sequence[Ban], now: float,
                   details: Mapping[BanKey, BanDetails] | None = None) -> list[Ban]:
@@ -145,6 +162,7 @@ class Enforcer:
         if not fresh:
             return []
         self.store.add_bans(fresh)  # committed: from here on the ban survives a crash
+        self._networks = None
         for ban in fresh:
             self.active[ban.key] = ActiveBan(ban.address, ban.jail, ban.banned_at,
                                              ban.expires_at, ban.bantime, ban.origin)
@@ -186,6 +204,7 @@ class Enforcer:
         if not found:
             return []
         self.store.remove_bans(found)
+        self._networks = None
         lifted = [self.active.pop(k) for k in found]
         await self._lift(lifted, now)
         for ban in lifted:
@@ -211,6 +230,7 @@ class Enforcer:
         released = self.store.release_expired(now)
         if not released:
             return 0
+        self._networks = None
         for ban in released:
             self.active.pop(ban.key, None)
             self.failed.pop(ban.key, None)

@@ -26,6 +26,7 @@ from ..actions.escape import shell_command
 from ..config.loader import JailConfig
 from ..core.events import Outcome
 from ..core.jail import Jail
+from ..core.subnets import ban_target, escalation
 from ..events import Failure, LogLine
 from ..match.chunks import ChunkMatcher
 from ..match.dates import DateDetector
@@ -34,6 +35,7 @@ from ..sources.base import Batch, Position, SourceStatus
 from ..sources.file import FileSource
 from ..store.base import Ban, BanKey, FilePosition, Store
 from .enforcer import Enforcer, canonical_address
+from .logsetup import NOTICE
 
 log = logging.getLogger("banish.filter")
 
@@ -234,17 +236,33 @@ class JailRunner:
                              datetime.fromtimestamp(f.time).strftime("%Y-%m-%d %H:%M:%S"))
                 decision = result.decision
                 if decision is not None:
-                    bans.append(Ban(decision.address, self.name, decision.time,
+                    target = ban_target(decision.address, self.config.subnets)
+                    bans.append(Ban(target, self.name, decision.time,
                                     int(decision.bantime), decision.failures,
                                     tuple(decision.matches)))
-                    details[BanKey(decision.address, self.name)] = BanDetails(
+                    details[BanKey(target, self.name)] = BanDetails(
                         time=decision.time, bantime=int(decision.bantime),
                         failures=decision.failures, bancount=decision.ban_count,
                         matches=tuple(decision.matches), fields=decision.fields,
                         fid=failure.fid)
         if bans:
-            await self.enforcer.ban(bans, now, details)
+            fresh = await self.enforcer.ban(bans, now, details)
+            if fresh and self.config.subnets.escalates:
+                await self._escalate(fresh, now)
         self._save_position(batch)
+
+    async def _escalate(self, fresh: list[Ban], now: float) -> None:
+        """Ban a whole subnet once enough of its addresses were banned (``escalate``)."""
+        policy = self.config.subnets
+        for ban in fresh:
+            active = [(b.address, b.banned_at) for b in self.enforcer.banned_in(self.name)]
+            subnet = escalation(ban.address, active, policy, now)
+            if subnet is None:
+                continue
+            log.log(NOTICE, "[%s] %d addresses of %s banned within %ds: banning the subnet",
+                    self.name, policy.escalate_count, subnet, int(policy.escalate_period))
+            await self.enforcer.ban([Ban(subnet, self.name, now,
+                                         int(self.config.settings.bantime))], now)
 
     async def _addresses(self, fid: str) -> list[str]:
         canon = canonical_address(fid)

@@ -27,6 +27,7 @@ from ..actions.actiondef import ActionDefinition
 from ..actions.base import Backend, JailFirewall
 from ..actions.command import CommandActions
 from ..config.loader import Config, DaemonSettings, JailConfig, load_config
+from ..core.subnets import covering
 from ..errors import ConfigError
 from ..match.filter import CompiledFilter
 from ..protocol import CommandError
@@ -332,6 +333,12 @@ class Runtime:
                 raise CommandError(f"not an IP address or network: {ip!r}")
             hits = [k for k in active if k.address == address and (jail is None or k.jail == jail)]
             if not hits:
+                inside = [(j, net) for j in ([jail] if jail else sorted(self.runners))
+                          for net in covering(address, self.enforcer.networks(j))]
+                if inside:
+                    where = ", ".join(f"{net} (jail {j})" for j, net in inside)
+                    raise CommandError(f"{ip} is not banned by itself but inside the banned "
+                                       f"subnet {where}: unban that subnet to release it")
                 missing.append(ip)
             keys.extend(hits)
         found = await self.enforcer.unban(keys, self.clock())
