@@ -160,16 +160,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     seen_matched: set[int] = set()
     for outcome in outcomes():
         result = outcome.result
-        hit = result.failure
         for h in result.hits:
             tally.per_regex[h.regex_index] += 1
-        if hit is not None:
+        # Counted as fail2ban-regex counts: a NOFAIL hit makes the line "ignored"; any other
+        # hit, even one still waiting for its address (multi-line), makes it "matched".
+        if result.ignored or any(h.nofail for h in result.hits):
+            tally.ignored += 1
+        elif result.hits:
             tally.matched += 1
             seen_matched.add(outcome.index)
             if args.print_all_matched:
                 tally.matched_lines.append(outcome.text)
-        elif result.ignored:
-            tally.ignored += 1
     tally.lines = matcher.lines_seen
     if keep_missed:
         tally.missed_lines = _missed_lines(args.log, is_file, seen_matched)

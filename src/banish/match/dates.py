@@ -44,6 +44,9 @@ _UNUSED_SECONDS = 300  # a template unused this long may be overtaken regardless
 _FAR = 0x7FFFFFFF
 
 
+MAX_DATE_SCAN = 8192
+
+
 @dataclass(frozen=True, slots=True)
 class DateHit:
     """Where the date is in the line and what time it means.
@@ -220,7 +223,14 @@ class DateDetector:
         return tuple(s.template.name for s in self._slots)
 
     def find(self, line: str, now: float) -> DateHit | None:
-        """The date of ``line``, or None if no template matches. Updates the learning state."""
+        """The date of ``line``, or None if no template matches. Updates the learning state.
+
+        Only the first ``MAX_DATE_SCAN`` characters are searched: a date stands near the start
+        of a log line, and an attacker's megabyte of text must not cost every template a full
+        scan (fail2ban searches the whole line).
+        """
+        if len(line) > MAX_DATE_SCAN:
+            line = line[:MAX_DATE_SCAN]
         try:
             chosen = self._select(line, now)
         except _LineLost as lost:

@@ -23,7 +23,8 @@ from .tags import CompiledRegex, compile_regex
 
 # A date-less line borrows the previous line's date when that is this recent (seconds).
 _LAST_DATE_WINDOW = 60
-_MLFID_CACHE_SIZE = 1000
+_MLFID_CACHE_SIZE = 100  # fail2ban's bounds: 100 sessions, each forgotten after 5 minutes
+_MLFID_MAX_AGE = 300.0
 
 
 @dataclass(slots=True)
@@ -105,6 +106,8 @@ class CompiledFilter:
         self._last_date_text = ""
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
         self._session_tokens: Counter[str] = Counter()
+        self._session_opened: dict[str, float] = {}
+        self._now = 0.0
         self._untokened_sessions = 0
         self.session_only = frozenset(i for i, r in enumerate(self.failregex) if r.session_only)
         self.sessions_from_prefregex = (self.prefregex is not None
@@ -141,6 +144,7 @@ class CompiledFilter:
         prefilter) and this one has no date of its own. ``only`` names the failregexes worth
         trying (the prefilter found their literals); the others cannot match.
         """
+        self._now = now
         if time is not None or self.journal:
             text = line
             when: float | None = now if time is None else time
@@ -294,7 +298,16 @@ class CompiledFilter:
             flags |= forget
         users: set[object] | None = None
         cached = self._mlfid.get(mlfid)
+        if cached is not None and self._session_opened.get(mlfid, self._now) < \
+                self._now - _MLFID_MAX_AGE:
+            self._close_session(mlfid)
+            cached = None
         if cached is not None:
+            if fail.get("ip4") or fail.get("ip6") or fail.get("dns"):
+                # This line names its own address: an address the session remembered from an
+                # earlier line must not win over it (fail2ban keeps the old ip4 here).
+                for group in ("ip4", "ip6", "dns"):
+                    cached.pop(group, None)
             users = _add_user(cached, fail.get("user"))
             if cached.pop("nofail", None):
                 flags |= cached_soft
@@ -328,6 +341,7 @@ class CompiledFilter:
 
     def _open_session(self, mlfid: str, fail: dict[str, object]) -> None:
         self._mlfid[mlfid] = fail
+        self._session_opened[mlfid] = self._now
         token = _session_token(mlfid)
         if token is None:
             self._untokened_sessions += 1
@@ -337,6 +351,7 @@ class CompiledFilter:
             self._close_session(next(iter(self._mlfid)))
 
     def _close_session(self, mlfid: str) -> None:
+        self._session_opened.pop(mlfid, None)
         if self._mlfid.pop(mlfid, None) is None:
             return
         token = _session_token(mlfid)
