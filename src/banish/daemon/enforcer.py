@@ -9,43 +9,18 @@ Must not: parse logs, decide bans, or read the clock itself (``now`` comes from 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
 from ..actions.command import BanDetails, DetailedBanEntry
+from ..addr import target as _target
 from ..core.subnets import covering
 from ..store.base import ActiveBan, Ban, BanKey, Store
 from .logsetup import NOTICE
 
 log = logging.getLogger("banish.actions")
-
-
-def canonical_address(text: str) -> str | None:
-    """The canonical text of an address or network (IPv4-mapped IPv6 as IPv4), or None."""
-    try:
-        if "/" in text:
-            net = ipaddress.ip_network(text, strict=False)
-            if net.prefixlen == net.max_prefixlen:
-                return canonical_address(str(net.network_address))
-            return str(net)
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
-
-
-def _target(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | \
-        ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """The address object for canonical text (a host stays an address, a network a network)."""
-    if "/" not in address:
-        return ipaddress.ip_address(address)
-    net = ipaddress.ip_network(address, strict=False)
-    return net.network_address if net.prefixlen == net.max_prefixlen else net
 
 
 def _entry(address: str, jail: str, expires_at: float | None, now: float) -> BanEntry | None:
@@ -152,24 +127,28 @@ class Enforcer:
 
         ``details`` (captured fields such as the user, ban count) feed action.d tags.
         """
-        fresh: list[Ban] = []
+        fresh: list[tuple[BanKey, Ban]] = []
         seen: set[BanKey] = set()
+        active = self.active
         for ban in bans:
-            if ban.key in self.active or ban.key in seen:
+            key = BanKey(ban.address, ban.jail)
+            if key in active or key in seen:
                 continue
-            seen.add(ban.key)
-            fresh.append(ban)
+            seen.add(key)
+            fresh.append((key, ban))
         if not fresh:
             return []
-        self.store.add_bans(fresh)  # committed: from here on the ban survives a crash
+        self.store.add_bans([ban for _, ban in fresh])  # committed: now it survives a crash
         self._networks = None
-        for ban in fresh:
-            self.active[ban.key] = ActiveBan(ban.address, ban.jail, ban.banned_at,
-                                             ban.expires_at, ban.bantime, ban.origin)
-            self.total_banned[ban.jail] = self.total_banned.get(ban.jail, 0) + 1
-        await self._apply(fresh, now, details or {})
-        _log_each(fresh, "Ban")
-        return fresh
+        totals = self.total_banned
+        for key, ban in fresh:
+            active[key] = ActiveBan(ban.address, ban.jail, ban.banned_at, ban.expires_at,
+                                    ban.bantime, ban.origin)
+            totals[ban.jail] = totals.get(ban.jail, 0) + 1
+        new = [ban for _, ban in fresh]
+        await self._apply(new, now, details or {})
+        _log_each(new, "Ban")
+        return new
 
     async def _apply(self, bans: Iterable[Ban], now: float,
                      details: Mapping[BanKey, BanDetails]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..actions.command import BanDetails
 from ..actions.escape import shell_command
+from ..addr import canonical_address
 from ..config.loader import JailConfig
 from ..core.events import Outcome
 from ..core.jail import Jail
@@ -34,7 +35,7 @@ from ..match.filter import CompiledFilter
 from ..sources.base import Batch, Position, SourceStatus
 from ..sources.file import FileSource
 from ..store.base import Ban, BanKey, FilePosition, Store
-from .enforcer import Enforcer, canonical_address
+from .enforcer import Enforcer
 from .logsetup import NOTICE
 
 log = logging.getLogger("banish.filter")

@@ -26,6 +26,7 @@ from ..actions import registry
 from ..actions.actiondef import ActionDefinition
 from ..actions.base import Backend, JailFirewall
 from ..actions.command import CommandActions
+from ..addr import canonical_address
 from ..config.loader import Config, DaemonSettings, JailConfig, load_config
 from ..core.subnets import covering
 from ..errors import ConfigError
@@ -33,7 +34,7 @@ from ..match.filter import CompiledFilter
 from ..protocol import CommandError
 from ..store.base import Ban, BanKey
 from ..store.sqlite import SqliteStore
-from .enforcer import Enforcer, canonical_address
+from .enforcer import Enforcer
 from .firewall import backend_name, command_definitions, firewall_for
 from .jailrun import JailRunner
 from .logsetup import NOTICE, setup_logging
