@@ -1,7 +1,7 @@
 """Firewall backends by name, with ``auto`` picking the first that works on this machine.
 
 Owns the name -> factory table and the probes behind ``auto``. Must not hold ban state or
-build firewall commands beyond the one harmless probe (listing tables).
+build firewall commands beyond the harmless probes (listing tables, sets, one chain).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from banish.actions.base import Backend
 from banish.actions.command import CommandActions
+from banish.actions.ipset import IpsetBackend
+from banish.actions.iptables import IptablesBackend
 from banish.actions.nftables import NftablesBackend
 from banish.actions.null import NullBackend
 from banish.errors import ConfigError
@@ -36,6 +38,8 @@ Factory = Callable[[BackendOptions], Backend]
 
 _FACTORIES: dict[str, Factory] = {
     "nftables": lambda o: NftablesBackend(netns=o.netns, forward=o.forward),
+    "ipset": lambda o: IpsetBackend(netns=o.netns, forward=o.forward),
+    "iptables": lambda o: IptablesBackend(netns=o.netns, forward=o.forward),
     "null": lambda o: NullBackend(),
     # fail2ban action.d scripts; jails get here through daemon/firewall.py, never by ``auto``.
     COMMAND: lambda o: CommandActions(netns=o.netns),
@@ -43,7 +47,8 @@ _FACTORIES: dict[str, Factory] = {
 
 # Tried in order by ``auto``; "null" is never chosen silently: a daemon that believes it bans
 # while nothing is blocked is worse than one that refuses to start.
-_AUTO_ORDER = ("nftables",)
+# The rule-per-address iptables backend is only used when named.
+_AUTO_ORDER = ("nftables", "ipset")
 
 
 def names() -> tuple[str, ...]:
@@ -51,24 +56,41 @@ def names() -> tuple[str, ...]:
     return (AUTO, *sorted(_FACTORIES))
 
 
-def probe_nftables(options: BackendOptions) -> str | None:
-    """None if ``nft`` can read the ruleset here, else the reason it cannot."""
-    argv = (["ip", "netns", "exec", options.netns] if options.netns else []) + [
-        "nft",
-        "list",
-        "tables",
-    ]
+def _probe(options: BackendOptions, *argv: str) -> str | None:
+    """None if the read-only command ``argv`` succeeds here, else the reason it fails."""
+    full = (["ip", "netns", "exec", options.netns] if options.netns else []) + list(argv)
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+        done = subprocess.run(full, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"cannot run {argv[0]}: {exc}"
+        return f"cannot run {full[0]}: {exc}"
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
-        return err[0] if err else f"exit status {done.returncode}"
+        return f"{argv[0]}: {err[0]}" if err else f"{argv[0]}: exit status {done.returncode}"
     return None
 
 
-_PROBES: dict[str, Callable[[BackendOptions], str | None]] = {"nftables": probe_nftables}
+def probe_nftables(options: BackendOptions) -> str | None:
+    """None if ``nft`` can read the ruleset here, else the reason it cannot."""
+    return _probe(options, "nft", "list", "tables")
+
+
+def probe_iptables(options: BackendOptions) -> str | None:
+    """None if iptables and ip6tables can read their INPUT chains here."""
+    return _probe(options, "iptables", "-w", "-S", "INPUT") or _probe(
+        options, "ip6tables", "-w", "-S", "INPUT"
+    )
+
+
+def probe_ipset(options: BackendOptions) -> str | None:
+    """None if ipset can list sets here (kernel support included) and iptables works."""
+    return _probe(options, "ipset", "list", "-n") or probe_iptables(options)
+
+
+_PROBES: dict[str, Callable[[BackendOptions], str | None]] = {
+    "nftables": probe_nftables,
+    "ipset": probe_ipset,
+    "iptables": probe_iptables,
+}
 
 
 def resolve(name: str, options: BackendOptions) -> str:

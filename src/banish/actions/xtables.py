@@ -204,7 +204,10 @@ def parse_source_rule(spec: str, version: int) -> tuple[Network, str] | None:
     if tokens[:1] != ["-j"] or len(tokens) < 2:
         return None
     target, rest = tokens[1], tokens[2:]
-    default_reject = ["--reject-with", "icmp-port-unreachable" if version == 4 else "icmp6-port-unreachable"]
+    default_reject = [
+        "--reject-with",
+        "icmp-port-unreachable" if version == 4 else "icmp6-port-unreachable",
+    ]
     if rest and not (target == "REJECT" and rest == default_reject):
         return None
     try:

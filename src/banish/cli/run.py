@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 
 from ..paths import default_config_dir
@@ -20,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ..daemon.runtime import Runtime
 
     overrides = {"socket": args.socket or os.environ.get("BANISH_SOCKET", ""),

@@ -16,17 +16,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..config.loader import JailConfig, load_config
-from ..config.values import parse_int, parse_positive_duration
-from ..core.jail import Jail
 from ..errors import ConfigError
 from ..events import Failure
 from ..match.chunks import ChunkMatcher
 from ..match.filter import CompiledFilter
 from ..paths import default_config_dir
 from .regex import CHUNK_BYTES
+
+if TYPE_CHECKING:  # the loader pulls in the action machinery: import it only when scanning
+    from ..config.loader import JailConfig
 
 _PROGRESS_MIN_BYTES = 32 << 20
 
@@ -77,6 +77,8 @@ def _chunks(path: str) -> Iterator[tuple[bytes, int, int]]:
 
 
 def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> JailReport:
+    from ..core.jail import Jail
+
     report = JailReport(jail.name, files)
     flt = CompiledFilter(jail.filter, logtimezone=jail.options.get("logtimezone") or None)
     core = Jail(jail.settings)
@@ -114,6 +116,9 @@ def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> Ja
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ..config.loader import load_config
+    from ..config.values import parse_int, parse_positive_duration
+
     out = out or sys.stdout
     config = load_config(args.config or default_config_dir(),
                          only=set(args.jail) if args.jail else None,

@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..actions.actiondef import split_specs
 from ..core.subnets import SubnetPolicy
 from ..errors import ConfigError
 from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
@@ -199,6 +198,8 @@ def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bo
         settings.backend == "auto" and bool(definition.journalmatch))
     if not settings.logpath and not journal_capable:
         raise ConfigError("no logpath given (and the backend is not systemd)", option="logpath")
+    from ..actions.actiondef import split_specs  # action syntax lives with the actions
+
     actions = split_specs(options.get("action", ""))
     return settings, definition, actions, options
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .filter import CompiledFilter, LineResult
-from .prefilter import Prefilter, required_literals
+from .prefilter import Prefilter, required_all
 
 _LOOKBACK_LINES = 5
 
@@ -32,13 +32,13 @@ def prefilter_for(flt: CompiledFilter) -> Prefilter | None:
         return None  # buffered lines take part in matches: every line must be seen
     needs = []
     for compiled in flt.failregex:
-        need = required_literals(compiled.pattern.pattern, compiled.pattern.flags)
-        if need is None:
+        need = required_all(compiled.pattern.pattern, compiled.pattern.flags)
+        if not need:
             return None
         needs.append(need)
     required = None
     if flt.prefregex is not None:
-        required = required_literals(flt.prefregex.pattern.pattern, flt.prefregex.pattern.flags)
+        required = required_all(flt.prefregex.pattern.pattern, flt.prefregex.pattern.flags)
     return Prefilter(needs, required)
 
 
@@ -76,16 +76,17 @@ class ChunkMatcher:
         count = chunk.count
         find = chunk.find
         session_only = flt.session_only if flt.sessions_from_prefregex else frozenset()
+        may_be_open = flt.session_may_be_open
         for start, regexes in self.prefilter.candidates(chunk):
-            index += count(b"\n", pos, start)
-            pos = start
             end = find(b"\n", start)
             if end < 0:
                 end = len(chunk)
-            text = decode(chunk[start:end])
-            if session_only and session_only.issuperset(regexes) and \
-                    not flt.session_may_be_open(text):
+            raw = chunk[start:end]
+            if session_only and session_only.issuperset(regexes) and not may_be_open(raw):
                 continue  # it could only close a session that is not open: a no-op
+            index += count(b"\n", pos, start)  # only for lines we yield: fewer calls
+            pos = start
+            text = decode(raw)
 
             def recall(start: int = start) -> float | None:
                 return self._recall_date(chunk, start, now)

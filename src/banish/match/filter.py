@@ -105,7 +105,7 @@ class CompiledFilter:
         self._last_date: float | None = None
         self._last_date_text = ""
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
-        self._session_tokens: Counter[str] = Counter()
+        self._session_tokens: Counter[bytes] = Counter()
         self._session_opened: dict[str, float] = {}
         self._now = 0.0
         self._untokened_sessions = 0
@@ -362,10 +362,11 @@ class CompiledFilter:
             if self._session_tokens[token] <= 0:
                 del self._session_tokens[token]
 
-    def session_may_be_open(self, raw_line: str) -> bool:
-        """False only if no open session's id can occur in this line (before date removal).
+    def session_may_be_open(self, raw_line: bytes) -> bool:
+        """False only if no open session's id can occur in this raw line (before decoding
+        and date removal).
 
-        Each open id is indexed by a digit run that is bounded by non-digits inside one of its
+        Each open id is indexed by an ASCII digit run bounded by non-digits inside one of its
         date-safe pieces (e.g. a PID in ``sshd[3182]:``); if the id is in the line, that run is
         a whole digit run of the raw line too.
         """
@@ -374,7 +375,7 @@ class CompiledFilter:
         tokens = self._session_tokens
         if not tokens:
             return False
-        return any(run in tokens for run in _DIGIT_RUN.findall(raw_line))
+        return not tokens.keys().isdisjoint(raw_line.translate(_ONLY_DIGITS).split())
 
     def failures(self, line: str, now: float, time: float | None = None) -> Failure | None:
         """Convenience for the daemon: the failure a line completes, if any."""
@@ -386,18 +387,20 @@ class CompiledFilter:
                        tuple(hit.lines), str(user) if user is not None else None)
 
 
-_DIGIT_RUN = re.compile(r"\d+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+# bytes.translate + split: the ASCII digit runs of a line, about 4x faster than a regex.
+_ONLY_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
 
 
 @lru_cache(maxsize=4096)
-def _session_token(mlfid: str) -> str | None:
+def _session_token(mlfid: str) -> bytes | None:
     best: str | None = None
     for piece in date_safe_pieces(mlfid):
         for m in _DIGIT_RUN.finditer(piece):
             if m.start() > 0 and m.end() < len(piece) and (best is None or
                                                            len(m.group()) > len(best)):
                 best = m.group()
-    return best
+    return None if best is None else best.encode("ascii")
 
 
 def _as_list(value: object) -> list[str]:

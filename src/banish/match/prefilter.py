@@ -11,7 +11,7 @@ the prefilter off (every line is a candidate): correctness never depends on it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,15 +138,18 @@ def _need_of(strings: set[str], caseless: bool) -> Need | None:
     return Need(frozenset(words), caseless) if words else None
 
 
-def _seq_need(items: Any, caseless: bool) -> Need | None:
-    """The most selective need of a sequence: runs of exact items multiply into word sets."""
-    best: Need | None = None
+def _seq_needs(items: Any, caseless: bool) -> list[Need]:
+    """Every need of a sequence (all of them hold for any match): runs of exact items
+    multiply into word sets; required sub-patterns add their own needs."""
+    needs: list[Need] = []
     current: set[str] = {""}
 
     def flush() -> None:
-        nonlocal best, current
+        nonlocal current
         if current != {""}:
-            best = _better(best, _need_of(current, caseless))
+            need = _need_of(current, caseless)
+            if need is not None:
+                needs.append(need)
         current = {""}
 
     for op, av in items:
@@ -164,14 +167,24 @@ def _seq_need(items: Any, caseless: bool) -> Need | None:
             add_flags, del_flags = av[1], av[2]
             sub_caseless = (caseless or bool(add_flags & _c.SRE_FLAG_IGNORECASE)) and not (
                 del_flags & _c.SRE_FLAG_IGNORECASE)
-            best = _better(best, _seq_need(av[3], sub_caseless))
+            needs.extend(_seq_needs(av[3], sub_caseless))
         elif op is _c.BRANCH:
-            best = _better(best, _branch_need(av[1], caseless))
+            branch = _branch_need(av[1], caseless)
+            if branch is not None:
+                needs.append(branch)
         elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT) and av[0] >= 1:
-            best = _better(best, _seq_need(av[2], caseless))
+            needs.extend(_seq_needs(av[2], caseless))
         elif op is _c.ATOMIC_GROUP:
-            best = _better(best, _seq_need(av, caseless))
+            needs.extend(_seq_needs(av, caseless))
     flush()
+    return needs
+
+
+def _seq_need(items: Any, caseless: bool) -> Need | None:
+    """The most selective single need of a sequence."""
+    best: Need | None = None
+    for need in _seq_needs(items, caseless):
+        best = _better(best, need)
     return best
 
 
@@ -193,15 +206,39 @@ def _branch_need(branches: Iterable[Any], caseless: bool) -> Need | None:
 
 def required_literals(pattern: str, flags: int = 0) -> Need | None:
     """Literals one of which every match of ``pattern`` contains; None if there are none."""
+    needs = required_all(pattern, flags)
+    best: Need | None = None
+    for need in needs:
+        best = _better(best, need)
+    return best
+
+
+_MAX_NEEDS = 4
+_MIN_EXTRA = 8
+
+
+def required_all(pattern: str, flags: int = 0) -> list[Need]:
+    """Needs that every match of ``pattern`` meets *all* of (the most selective few).
+
+    Empty when the pattern has no usable literal. Requiring all of them is what makes a
+    line holding only the common half of a regex's text (``Received disconnect from`` but not
+    ``: Auth fail``) no candidate for that regex.
+    """
     try:
         parsed = _parser.parse(pattern, flags)
     except Exception:
-        return None
+        return []
     caseless = bool(parsed.state.flags & _c.SRE_FLAG_IGNORECASE)
-    need = _seq_need(list(parsed), caseless)
-    if need is not None and need.caseless and not all(w.isascii() for w in need.words):
-        return None  # bytes.lower() and Hyperscan fold ASCII only; play safe
-    return need
+    needs = []
+    for need in _seq_needs(list(parsed), caseless):
+        if need.caseless and not all(w.isascii() for w in need.words):
+            continue  # bytes.lower() and Hyperscan fold ASCII only; play safe
+        if need not in needs:
+            needs.append(need)
+    needs.sort(key=Need.score, reverse=True)
+    # Beyond the best need, only long words are worth scanning for: a common short one
+    # (" from ") would cost a callback on nearly every line for little selectivity.
+    return needs[:1] + [n for n in needs[1:_MAX_NEEDS] if n.score()[0] >= _MIN_EXTRA]
 
 
 class Prefilter:
@@ -213,14 +250,30 @@ class Prefilter:
 
     REQUIRED = -1  # the owner index of ``required``'s words
 
-    def __init__(self, needs: Iterable[Need], required: Need | None = None) -> None:
-        """``required``: a need every candidate must meet as well (a prefregex's literals)."""
-        owners: dict[tuple[bytes, bool], list[int]] = {}
-        indexed = [(self.REQUIRED, required)] if required is not None else []
-        for index, need in [*indexed, *enumerate(needs)]:
-            for word in need.words:
-                owners.setdefault((word.encode("utf-8"), need.caseless), []).append(index)
-        self._required = required is not None
+    def __init__(self, needs: Iterable[Need | Sequence[Need]],
+                 required: Need | Sequence[Need] | None = None) -> None:
+        """``needs[i]``: what regex ``i`` needs (a Need, or several that must all be met).
+
+        ``required``: need(s) every candidate must meet as well (a prefregex's literals).
+        """
+        def as_list(item: Need | Sequence[Need] | None) -> list[Need]:
+            if item is None:
+                return []
+            return [item] if isinstance(item, Need) else list(item)
+
+        groups: list[tuple[int, list[Need]]] = []
+        if required is not None and as_list(required):
+            groups.append((self.REQUIRED, as_list(required)))
+        groups.extend((i, as_list(n)) for i, n in enumerate(needs))
+        self._arity = {owner: len(group) for owner, group in groups}
+        owners: dict[tuple[bytes, bool], list[tuple[int, int]]] = {}
+        for owner, group in groups:
+            for part, need in enumerate(group):
+                for word in need.words:
+                    key = (word.encode("utf-8"), need.caseless)
+                    owners.setdefault(key, []).append((owner, part))
+        self._required = required is not None and bool(as_list(required))
+        self._verdicts: dict[frozenset[int], tuple[int, ...] | None] = {}
         self.words = list(owners)
         self._owners = [tuple(owners[w]) for w in self.words]
         self._db: Any = None
@@ -263,34 +316,53 @@ class Prefilter:
         hits.sort()
         return hits
 
+    def _verdict(self, word_ids: frozenset[int]) -> tuple[int, ...] | None:
+        """The regexes possible on a line holding exactly these words (memoized: a log has
+        few distinct combinations)."""
+        hit = self._verdicts.get(word_ids)
+        if hit is not None or word_ids in self._verdicts:
+            return hit
+        met: dict[int, set[int]] = {}
+        for word_id in word_ids:
+            for owner, part in self._owners[word_id]:
+                met.setdefault(owner, set()).add(part)
+        arity = self._arity
+        result: tuple[int, ...] | None = None
+        if not self._required or len(met.pop(self.REQUIRED, ())) >= arity[self.REQUIRED]:
+            possible = tuple(sorted(o for o, parts in met.items()
+                                    if o >= 0 and len(parts) >= arity[o]))
+            result = possible or None
+        self._verdicts[word_ids] = result
+        return result
+
     def candidates(self, chunk: bytes) -> list[tuple[int, tuple[int, ...]]]:
-        """(line start offset, sorted need indices) for each line holding any literal."""
+        """(line start offset, sorted regex indices) for each line where some regex has all
+        its needs met (and the required ones too)."""
         out: list[tuple[int, tuple[int, ...]]] = []
-        owners = self._owners
+        hits = self._word_hits(chunk)
         rfind = chunk.rfind
         find = chunk.find
-        line_end = -1
-        start = 0
-        found: set[int] = set()
-        required = self._required
-
-        def emit() -> None:
-            if required:
-                if self.REQUIRED not in found:
-                    return
-                found.discard(self.REQUIRED)
-            if found:
-                out.append((start, tuple(sorted(found))))
-
-        for end, word_id in self._word_hits(chunk):
-            if end > line_end:
-                emit()
-                found = set()
-                start = rfind(b"\n", 0, end - 1) + 1
-                nl = find(b"\n", end - 1)
-                line_end = len(chunk) if nl < 0 else nl
-            found.update(owners[word_id])
-        emit()
+        verdict = self._verdict
+        size = len(chunk)
+        count = len(hits)
+        i = 0
+        while i < count:
+            end, word_id = hits[i]
+            nl = find(b"\n", end - 1)
+            line_end = size if nl < 0 else nl
+            j = i + 1
+            if j < count and hits[j][0] <= line_end:
+                words = {word_id}
+                while j < count and hits[j][0] <= line_end:
+                    words.add(hits[j][1])
+                    j += 1
+                key = frozenset(words)
+            else:
+                key = frozenset((word_id,))
+            i = j
+            regexes = verdict(key)
+            if regexes is not None:
+                out.append((rfind(b"\n", 0, end - 1) + 1, regexes))
         return out
 
     def candidate_starts(self, chunk: bytes) -> list[int]:

@@ -1,0 +1,252 @@
+"""Legacy iptables backend: one iptables/ip6tables rule per banned address, for old systems.
+
+Owns the chains ``banish-ipt*`` (layout in `xtables`) and the rules in them: per jail J and IP
+version, ``banish-ipt-J`` opens with ``-s ALLOWED -j RETURN`` rules and then holds one
+``-s ADDRESS -j REJECT|DROP`` rule per ban. Must not touch other chains (beyond the one jump
+from ``INPUT``/``FORWARD``/``DOCKER-USER``) and keeps no ban state: every call reads the chains
+with ``iptables-save`` first, so the kernel is the only record.
+
+This is the compatibility backend. Every packet of a jail's ports walks that jail's whole
+rule list, and iptables has no timeouts, so the daemon lifts each ban when it ends (it does
+for every backend); prefer nftables, or ipset, when many addresses are banned.
+
+Batches: each call is one ``iptables-restore --noflush`` per IP version, which commits all or
+nothing; if the second version fails, the first one's change is undone before the error is
+raised. A ban of an address that already has a rule adds nothing; an unban removes every rule
+of the address (deleting by rule number, highest first, in banish's own chains only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from banish.actions import xtables
+from banish.actions.base import BackendError, BanEntry, JailFirewall, Network
+
+log = logging.getLogger(__name__)
+
+LAYOUT = xtables.Layout("ipt")
+_BLOCK = {"reject": "REJECT", "drop": "DROP"}
+
+
+@dataclass(slots=True)
+class _Chain:
+    """A jail chain as listed: its ban rules by network, and whether it is as banish left it.
+
+    Not ``intact`` means the allow rules are not the configured ones, a ban rule has another
+    verdict than the jail's, or a rule banish cannot have written is there: then the chain is
+    rebuilt whole rather than patched.
+    """
+
+    intact: bool
+    bans: dict[Network, list[int]] = field(default_factory=dict)
+    """Banned network -> numbers (1-based) of the rules that ban it."""
+
+
+def _parse_chain(rules: list[str], jail: JailFirewall, version: int) -> _Chain:
+    allow = xtables.allowed(jail, version)
+    parsed = [xtables.parse_source_rule(spec, version) for spec in rules]
+    intact = parsed[: len(allow)] == [(net, "RETURN") for net in allow]
+    chain = _Chain(intact)
+    for number, rule in enumerate(parsed, 1):
+        if intact and number <= len(allow):
+            continue
+        if rule is not None and rule[1] in ("REJECT", "DROP"):
+            chain.bans.setdefault(rule[0], []).append(number)
+            chain.intact &= rule[1] == _BLOCK[jail.blocktype]
+        else:
+            chain.intact = False
+    return chain
+
+
+def _rule(net: Network, jail: JailFirewall) -> str:
+    return f"{xtables.source(net)} {xtables.verdict(jail)}"
+
+
+def _by_jail(entries: Iterable[BanEntry], version: int) -> dict[str, dict[Network, None]]:
+    """Networks of one IP version by jail, in order, without duplicates."""
+    out: dict[str, dict[Network, None]] = {}
+    for entry in entries:
+        net = entry.network
+        if net.version == version:
+            out.setdefault(entry.jail, {})[net] = None
+    return out
+
+
+@dataclass(slots=True)
+class _Step:
+    """One family's change and the change that undoes it."""
+
+    family: xtables.Family
+    lines: list[str]
+    undo: list[str]
+
+
+class IptablesBackend:
+    """One rule per ban in iptables chains; see the module docstring.
+
+    ``netns`` runs every tool inside that network namespace (``ip netns exec``), which is how
+    the tests keep away from the host's firewall. ``forward`` filters forwarded traffic for
+    every jail (a jail can also ask for it alone). ``iptables``/``ip6tables`` name the tools
+    (``iptables-legacy`` on a system whose kernel lacks nf_tables); ``-save`` and
+    ``-restore`` are appended to them. ``timeout`` bounds one tool run. Calls are serialized.
+    """
+
+    def __init__(
+        self,
+        *,
+        netns: str | None = None,
+        forward: bool = False,
+        iptables: str = "iptables",
+        ip6tables: str = "ip6tables",
+        timeout: float = 60.0,
+    ) -> None:
+        self._families = xtables.families(netns, iptables, ip6tables, timeout)
+        self._forward = forward
+        self._jails: dict[str, JailFirewall] = {}
+        self._lock = asyncio.Lock()
+
+    # -- the Backend protocol --
+
+    async def start(self, jails: Sequence[JailFirewall]) -> None:
+        async with self._lock:
+            by_name = {j.name: j for j in jails}
+            if len(by_name) != len(jails):
+                raise ValueError("two jails share a name")
+            for family in self._families:
+                ruleset = await family.save()
+                bodies: dict[str, list[str] | None] = {}
+                for jail in by_name.values():
+                    chain = self._chain(ruleset, jail, family.version)
+                    if chain is not None and chain.intact:
+                        bodies[jail.name] = None  # bans and all: nothing to change
+                    else:  # reshaped (allow list, blocktype): rebuilt, keeping its bans
+                        kept = chain.bans if chain else {}
+                        bodies[jail.name] = xtables.allow_rules(jail, family.version) + [
+                            _rule(net, jail) for net in kept
+                        ]
+                await family.restore(
+                    xtables.structure(LAYOUT, ruleset, by_name, bodies, forward_all=self._forward)
+                )
+            self._jails = by_name
+
+    async def ban(self, bans: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            self._check_jails(bans)
+            steps: list[_Step] = []
+            for family in self._families:
+                wanted = _by_jail(bans, family.version)
+                if not wanted:
+                    continue
+                ruleset = await family.save()
+                lines: list[str] = []
+                for name, nets in wanted.items():
+                    jail = self._jails[name]
+                    chain = self._chain(ruleset, jail, family.version)
+                    if chain is None:
+                        raise BackendError(
+                            f"chain {LAYOUT.jail_chain(name)} is missing (removed by hand?); "
+                            "reconcile rebuilds it"
+                        )
+                    target = LAYOUT.jail_chain(name)
+                    lines += [f"-A {target} {_rule(n, jail)}" for n in nets if n not in chain.bans]
+                undo = [f"-D {line[3:]}" for line in lines]
+                steps.append(_Step(family, lines, undo))
+            await self._apply(steps)
+
+    async def unban(self, bans: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            self._check_jails(bans)
+            steps: list[_Step] = []
+            for family in self._families:
+                wanted = _by_jail(bans, family.version)
+                if not wanted:
+                    continue
+                ruleset = await family.save()
+                lines: list[str] = []
+                undo: list[str] = []
+                for name, nets in wanted.items():
+                    jail = self._jails[name]
+                    chain = self._chain(ruleset, jail, family.version)
+                    if chain is None:
+                        continue  # no chain, no bans
+                    target = LAYOUT.jail_chain(name)
+                    numbers = [n for net in nets for n in chain.bans.get(net, [])]
+                    lines += [f"-D {target} {n}" for n in sorted(numbers, reverse=True)]
+                    undo += [
+                        f"-A {target} {_rule(net, jail)}"
+                        for net in nets
+                        for _ in chain.bans.get(net, [])
+                    ]
+                steps.append(_Step(family, lines, undo))
+            await self._apply(steps)
+
+    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+        async with self._lock:
+            self._check_jails(active)
+            for family in self._families:
+                desired = _by_jail(active, family.version)
+                ruleset = await family.save()
+                bodies: dict[str, list[str] | None] = {}
+                patches: list[str] = []
+                for jail in self._jails.values():
+                    want = desired.get(jail.name, {})
+                    chain = self._chain(ruleset, jail, family.version)
+                    if chain is None or not chain.intact:
+                        bodies[jail.name] = xtables.allow_rules(jail, family.version) + [
+                            _rule(net, jail) for net in want
+                        ]
+                        continue
+                    bodies[jail.name] = None
+                    patches += self._patch(jail, chain, want)
+                lines = xtables.structure(
+                    LAYOUT, ruleset, self._jails, bodies, forward_all=self._forward
+                )
+                await family.restore(lines + patches)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            for family in self._families:
+                await family.restore(xtables.teardown(LAYOUT, await family.save()))
+            self._jails = {}
+
+    # -- planning --
+
+    def _check_jails(self, entries: Iterable[BanEntry]) -> None:
+        unknown = {e.jail for e in entries} - self._jails.keys()
+        if unknown:
+            raise ValueError(f"jails not started in the firewall: {', '.join(sorted(unknown))}")
+
+    @staticmethod
+    def _chain(ruleset: xtables.Ruleset, jail: JailFirewall, version: int) -> _Chain | None:
+        name = LAYOUT.jail_chain(jail.name)
+        if name not in ruleset.chains:
+            return None
+        return _parse_chain(ruleset.rules.get(name, []), jail, version)
+
+    @staticmethod
+    def _patch(jail: JailFirewall, chain: _Chain, want: dict[Network, None]) -> list[str]:
+        """Lines that turn an intact chain's bans into ``want``: extra and duplicate rules
+        deleted (highest number first, so the numbers still hold), missing ones appended."""
+        target = LAYOUT.jail_chain(jail.name)
+        doomed = [n for net, ns in chain.bans.items() for n in (ns if net not in want else ns[1:])]
+        lines = [f"-D {target} {n}" for n in sorted(doomed, reverse=True)]
+        return lines + [f"-A {target} {_rule(net, jail)}" for net in want if net not in chain.bans]
+
+    async def _apply(self, steps: list[_Step]) -> None:
+        """Each family's step in turn; if one fails, the ones already made are undone."""
+        done: list[_Step] = []
+        for step in steps:
+            try:
+                await step.family.restore(step.lines)
+            except BackendError:
+                for made in reversed(done):
+                    try:
+                        await made.family.restore(made.undo)
+                    except BackendError as exc:  # the next reconcile repairs it
+                        log.error("undoing a partly applied iptables batch failed: %s", exc)
+                raise
+            done.append(step)
