@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon import Daemon, stamp, wait_for
+from tests.integration.test_sources_journal import Journal, needs_journal
 
 JAILS = """
 [DEFAULT]
@@ -204,3 +205,65 @@ def test_control_verbs_and_reload_against_the_daemon(tmp_path: Path) -> None:
         d.cli("stop")
         assert d.proc is not None
         assert d.proc.wait(15) == 0
+
+
+JOURNAL_JAILS = """
+[jdemo]
+enabled = true
+filter = jdemo
+action = null
+backend = systemd[journalpath={journal}]
+journalmatch = SYSLOG_IDENTIFIER=jdemo
+maxretry = 3
+findtime = 3h
+bantime = 1d
+"""
+
+
+@needs_journal
+def test_daemon_follows_a_real_journal_and_resumes_at_its_cursor(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal")
+    entry = {"SYSLOG_IDENTIFIER": "jdemo", "_PID": "7", "_HOSTNAME": "h",
+             "MESSAGE": "login failed for root from 198.18.3.1"}
+    other = {**entry, "SYSLOG_IDENTIFIER": "other", "MESSAGE": "login failed for x from 198.18.3.2"}
+    journal.write(entry, entry, other, other, other)
+    jails = JOURNAL_JAILS.replace("{journal}", str(journal.dir))
+    filters = {"jdemo": "[Definition]\nfailregex = login failed for \\S+ from <HOST>$\n"}
+    with Daemon(tmp_path, jails, filters=filters) as d:
+        d.start()
+        journal.write(entry)  # appended while the daemon runs
+        wait_for(lambda: "198.18.3.1" in d.bans(), what="ban from the journal")
+        assert "198.18.3.2" not in d.bans()  # journalmatch keeps other programs out
+        d.stop()
+        journal.write({**entry, "MESSAGE": "login failed for root from 198.18.3.3"})
+        d.start()
+        journal.write(*[{**entry, "MESSAGE": "login failed for root from 198.18.3.3"}] * 2)
+        wait_for(lambda: "198.18.3.3" in d.bans(), what="ban after restart")
+        assert d.bans().count("198.18.3.1") == 1  # the cursor kept old entries from a re-read
+        d.stop()
+
+
+def test_scan_what_if_over_existing_logs(tmp_path: Path) -> None:
+    d = Daemon(tmp_path, JAILS % "1h")
+    t = stamp()
+    d.append("a.log", *[f"{t} login failed for root from 198.18.4.1"] * 4,
+             *[f"{t} login failed for root from 198.18.4.2"] * 2, f"{t} all is well")
+    other = tmp_path / "other.log"
+    other.write_text("".join(f"{t} login failed for x from 198.18.4.9\n" for _ in range(3)))
+    proc = subprocess.run([sys.executable, "-m", "banish.cli.main", "scan", "--config",
+                           str(d.cfg), "--json"], capture_output=True, text=True, check=True)
+    doc = json.loads(proc.stdout)
+    assert [(b["jail"], b["ip"], b["failures"]) for b in doc["bans"]] == [
+        ("demo", "198.18.4.1", 3)]
+    assert doc["bans"][0]["time"] == t.replace(" ", "T")
+    (jail,) = doc["jails"]
+    assert jail["lines"] == 7 and jail["failures"] == 6 and jail["addresses"] == 2
+    assert jail["top"][0] == {"ip": "198.18.4.1", "failures": 4}
+    # LOG arguments replace the jail's logpath; --maxretry overrides the jail's
+    proc = subprocess.run([sys.executable, "-m", "banish.cli.main", "scan", "--config",
+                           str(d.cfg), "--json", "--maxretry", "2", str(other)],
+                          capture_output=True, text=True, check=True)
+    assert [b["ip"] for b in json.loads(proc.stdout)["bans"]] == ["198.18.4.9"]
+    human = subprocess.run([sys.executable, "-m", "banish.cli.main", "scan", "--config",
+                            str(d.cfg)], capture_output=True, text=True, check=True).stdout
+    assert "Jail demo: 7 lines, 6 failures from 2 addresses, 1 bans" in human
