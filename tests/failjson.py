@@ -14,8 +14,31 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+FAIL2BAN_TEST_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
+FAIL2BAN_TEST_NOW = 1124013600  # 2005-08-14 12:00 CEST: the clock fail2ban's samples use
+
+
+@contextmanager
+def fail2ban_test_clock() -> Iterator[None]:
+    """The process time zone of fail2ban's sample tests, restored afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = FAIL2BAN_TEST_TZ
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
 
 _ANNOTATION = re.compile(r"^#+ ?(failJSON|(?:file|filter)Options|addFILE):(.+)$")
 

@@ -15,19 +15,17 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from banish.cli.main import main as banish_main
-from tests.failjson import OptionSet, read_samples
+from tests.failjson import OptionSet, fail2ban_test_clock, read_samples
 
-TEST_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
-TEST_NOW = 1124013600
+TEST_NOW = FAIL2BAN_TEST_NOW
 CONFIG_DIR = "/etc/fail2ban"
 GAPS_FILE = Path(__file__).with_name("KNOWN_GAPS.md")
 _GAP_KEY = re.compile(r"^- `([^`]+)`")
@@ -58,21 +56,6 @@ def _filter_names() -> list[str]:
         if not name.endswith("common") and LOGS_DIR and os.path.isfile(os.path.join(LOGS_DIR, name)):
             names.append(name)
     return names
-
-
-@contextmanager
-def _test_clock() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = TEST_TZ
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 def _expected_time(text: str) -> str:
@@ -130,7 +113,7 @@ def test_fail2ban_sample_logs_agree(tmp_path: Path) -> None:
     assert len(names) >= 50, f"expected fail2ban's filters, found {len(names)}"
     total = 0
     misses: dict[str, str] = {}
-    with _test_clock():
+    with fail2ban_test_clock():
         for name in names:
             for opt_set in read_samples(LOGS_DIR, name):
                 if not opt_set.checks:
@@ -154,7 +137,7 @@ def test_cli_json_contract_in_a_real_process(tmp_path: Path) -> None:
     log.write_text(
         "Aug 14 11:59:59 host sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2\n"
         "Aug 14 11:59:59 host sshd[1]: nothing to see\n", encoding="utf-8")
-    env = {**os.environ, "TZ": TEST_TZ}
+    env = {**os.environ, "TZ": FAIL2BAN_TEST_TZ}
     proc = subprocess.run(
         [sys.executable, "-m", "banish.cli.main", "regex", "--json", "--config", CONFIG_DIR,
          "--now", str(TEST_NOW), str(log), "sshd"],

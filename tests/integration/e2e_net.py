@@ -32,6 +32,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from tests.integration.daemon import wait_for
 from tests.integration.netns import Namespace
 from tests.integration.netns import skip_reason as netns_skip_reason
 
@@ -438,18 +439,3 @@ VIEWS: dict[str, KernelView] = {
     "nftables": KernelView("nft", _nft_bans, _nft_flush, _nft_add, _nft_delete),
     "ipset": KernelView("ipset", _ipset_bans, _ipset_flush, _ipset_add, _ipset_delete),
 }
-
-
-# --- waiting --------------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll an event (a log line, a kernel set) with a bound; never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -20,10 +17,9 @@ from banish.config.filterdef import load_filter
 from banish.match.chunks import ChunkMatcher
 from banish.match.filter import CompiledFilter
 from banish.paths import packaged_config_dir
-from tests.failjson import read_samples
+from tests.failjson import FAIL2BAN_TEST_NOW, fail2ban_test_clock, read_samples
 
-TEST_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
-NOW = 1124013600
+NOW = FAIL2BAN_TEST_NOW
 CONFIG = packaged_config_dir()
 SAMPLES = os.path.join(CONFIG, "samples")
 REQUIRED = ["sshd", "postfix", "dovecot", "nginx-http-auth", "nginx-botsearch", "apache-auth",
@@ -34,21 +30,6 @@ def _filters() -> list[str]:
     return sorted(os.path.basename(p)[:-5]
                   for p in glob.glob(os.path.join(CONFIG, "filter.d", "*.conf"))
                   if not p.endswith("common.conf"))
-
-
-@contextmanager
-def _clock() -> Iterator[None]:
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = TEST_TZ
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 def test_library_is_complete() -> None:
@@ -63,7 +44,7 @@ def test_samples(name: str) -> None:
     problems: list[str] = []
     used_sources: set[str] = set()
     regexes: dict[str, list[str]] = {}
-    with _clock():
+    with fail2ban_test_clock():
         for opt_set in read_samples(SAMPLES, name):
             if not opt_set.checks:
                 continue
