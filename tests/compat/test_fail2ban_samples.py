@@ -23,7 +23,13 @@ from pathlib import Path
 import pytest
 
 from banish.cli.main import main as banish_main
-from tests.failjson import OptionSet, fail2ban_test_clock, read_samples
+from tests.failjson import (
+    FAIL2BAN_TEST_NOW,
+    FAIL2BAN_TEST_TZ,
+    OptionSet,
+    fail2ban_test_clock,
+    read_samples,
+)
 
 TEST_NOW = FAIL2BAN_TEST_NOW
 CONFIG_DIR = "/etc/fail2ban"
