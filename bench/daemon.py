@@ -113,12 +113,15 @@ def bench_fail2ban_backfill(log: Path, findtime: str) -> dict[str, float]:
             "[DEFAULT]\nbackend = polling\nbanaction = \naction = \n"
             "[sshd]\nenabled = true\nfilter = sshd\n"
             f"logpath = {log}\nmaxretry = 5\nfindtime = {findtime}\nbantime = 1h\n")
+        # fail2ban-server has no --dbfile flag: its database location comes from fail2ban.local.
+        (root / "etc" / "fail2ban.local").write_text(
+            f"[Definition]\ndbfile = {root / 'f2b.sqlite3'}\n")
         sock = root / "f2b.sock"
         started = time.perf_counter()
         proc = subprocess.Popen(
             ["fail2ban-server", "-f", "-x", "-c", str(root / "etc"), "-s", str(sock),
              "-p", str(root / "f2b.pid"), "--logtarget", str(root / "f2b.log"),
-             "--dbfile", str(root / "f2b.sqlite3"), "--loglevel", "NOTICE"],
+             "--loglevel", "NOTICE"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait(lambda: sock.exists(), 60)

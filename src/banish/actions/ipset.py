@@ -146,7 +146,6 @@ class _SetInfo:
     family: str | None
     maxelem: int
     timeout: bool
-    references: int = 0
     entries: int = 0
     members: dict[Member, tuple[str, int]] = field(default_factory=dict)
     """member -> (text as listed, seconds left; 0 = permanent). Filled by ``save`` only."""
@@ -195,7 +194,6 @@ def _parse_terse(text: str) -> dict[str, _SetInfo]:
         if key == "Name":
             if _OWNED.fullmatch(name):
                 info = _header(fields.get("Type", ""), fields.get("Header", "").split())
-                info.references = int(fields.get("References", "0") or 0)
                 info.entries = int(fields.get("Number of entries", "0") or 0)
                 sets[name] = info
             name, fields = value.strip(), {}
@@ -295,7 +293,11 @@ class IpsetBackend:
             raise ValueError(f"jails not started in the firewall: {', '.join(sorted(unknown))}")
 
     def _usable(self, name: str, key: SetKey, info: _SetInfo | None, *, adding: int) -> None:
-        """Refuse a batch that ``ipset restore`` would apply only in part."""
+        """Refuse a batch that ``ipset restore`` would apply only in part.
+
+        Capacity is judged from the member count alone, so re-bans count as new members: a
+        set within ``adding`` of full refuses a batch that would, in fact, have fitted.
+        """
         if info is None:
             raise BackendError(f"ipset {name} is missing (removed by hand?); reconcile rebuilds it")
         if not self._conforms(info, key):

@@ -213,8 +213,7 @@ def required_literals(pattern: str, flags: int = 0) -> Need | None:
     return best
 
 
-_MAX_NEEDS = 4
-_MIN_EXTRA = 8
+_MIN_EXTRA = 10
 
 
 def required_all(pattern: str, flags: int = 0) -> list[Need]:
@@ -236,9 +235,10 @@ def required_all(pattern: str, flags: int = 0) -> list[Need]:
         if need not in needs:
             needs.append(need)
     needs.sort(key=Need.score, reverse=True)
-    # Beyond the best need, only long words are worth scanning for: a common short one
-    # (" from ") would cost a callback on nearly every line for little selectivity.
-    return needs[:1] + [n for n in needs[1:_MAX_NEEDS] if n.score()[0] >= _MIN_EXTRA]
+    # Beyond the best need, one more is worth scanning for only if its words are long: a
+    # common field label (" from ", " client:") costs a callback on nearly every line for no
+    # selectivity, while a long phrase (": Auth fail") separates look-alike lines.
+    return needs[:1] + [n for n in needs[1:2] if n.score()[0] >= _MIN_EXTRA]
 
 
 class Prefilter:
