@@ -21,7 +21,7 @@ def parse_address(text: str) -> IPAddress | None:
     if ":" not in text:
         try:
             packed = socket.inet_pton(socket.AF_INET, text)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: an embedded NUL
             return None
         address: IPAddress = ipaddress.IPv4Address(int.from_bytes(packed, "big"))
         # inet_pton is strict dotted-quad; ipaddress agrees on every address it accepts.
@@ -34,7 +34,7 @@ def parse_address(text: str) -> IPAddress | None:
         return parsed
     try:
         packed = socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
+    except (OSError, ValueError):
         return None
     if packed[:12] == _MAPPED:
         return ipaddress.IPv4Address(int.from_bytes(packed[12:], "big"))

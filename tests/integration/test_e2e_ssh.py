@@ -43,7 +43,7 @@ from tests.integration.e2e_net import (
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
 
-BACKENDS = ["nftables"]  # the ipset backend joins with one word here
+BACKENDS = ["nftables", "ipset"]  # the ipset backend joins with one word here
 FAMILIES = [4, 6]
 MAXRETRY = 3
 BANTIME = 8  # seconds: long enough for the probes below, short enough to wait out

@@ -2,7 +2,7 @@
 
 Owns the `Backend` protocol (five batched, async methods), the frozen values it takes
 (`BanEntry`, `JailFirewall`) and `BackendError`. Must not run commands, read the clock or know
-about any particular firewall: `nftables.py`, `null.py` (and later ipset/iptables) supply that.
+about any particular firewall: `nftables.py`, `null.py` (ipset and iptables too) supply that.
 """
 
 from __future__ import annotations
