@@ -75,17 +75,16 @@ class ChunkMatcher:
         pos = 0
         count = chunk.count
         find = chunk.find
-        # Lines that could only close a session that is not open are dropped by the
-        # prefilter itself (see Prefilter.candidates): their match would be a no-op.
-        closing = flt.session_only if flt.sessions_from_prefregex else frozenset()
-        candidates = self.prefilter.candidates(
-            chunk, closing, flt.session_may_be_open if closing else None)
-        for start, regexes in candidates:
+        session_only = flt.session_only if flt.sessions_from_prefregex else frozenset()
+        may_be_open = flt.session_may_be_open
+        for start, regexes in self.prefilter.candidates(chunk):
             end = find(b"\n", start)
             if end < 0:
                 end = len(chunk)
             raw = chunk[start:end]
-            index += count(b"\n", pos, start)
+            if session_only and session_only.issuperset(regexes) and not may_be_open(raw):
+                continue  # it could only close a session that is not open: a no-op
+            index += count(b"\n", pos, start)  # only for lines we yield: fewer calls
             pos = start
             text = decode(raw)
 

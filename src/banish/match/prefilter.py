@@ -11,7 +11,7 @@ the prefilter off (every line is a candidate): correctness never depends on it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,21 +335,14 @@ class Prefilter:
         self._verdicts[word_ids] = result
         return result
 
-    def candidates(self, chunk: bytes, closing: frozenset[int] = frozenset(),
-                   may_be_open: Callable[[bytes], bool] | None = None
-                   ) -> list[tuple[int, tuple[int, ...]]]:
+    def candidates(self, chunk: bytes) -> list[tuple[int, tuple[int, ...]]]:
         """(line start offset, sorted regex indices) for each line where some regex has all
-        its needs met (and the required ones too).
-
-        ``closing``/``may_be_open``: a line whose only possible regexes are in ``closing``
-        (they can only close a multi-line session) is dropped unless ``may_be_open(line)``.
-        """
+        its needs met (and the required ones too)."""
         out: list[tuple[int, tuple[int, ...]]] = []
         hits = self._word_hits(chunk)
         rfind = chunk.rfind
         find = chunk.find
         verdict = self._verdict
-        only_closing: dict[tuple[int, ...], bool] = {}
         size = len(chunk)
         count = len(hits)
         i = 0
@@ -368,16 +361,8 @@ class Prefilter:
                 key = frozenset((word_id,))
             i = j
             regexes = verdict(key)
-            if regexes is None:
-                continue
-            start = rfind(b"\n", 0, end - 1) + 1
-            if may_be_open is not None:
-                closes = only_closing.get(regexes)
-                if closes is None:
-                    closes = only_closing[regexes] = closing.issuperset(regexes)
-                if closes and not may_be_open(chunk[start:line_end]):
-                    continue
-            out.append((start, regexes))
+            if regexes is not None:
+                out.append((rfind(b"\n", 0, end - 1) + 1, regexes))
         return out
 
     def candidate_starts(self, chunk: bytes) -> list[int]:
