@@ -157,6 +157,14 @@ class JailFirewall:
         object.__setattr__(self, "allow", tuple(as_network(a) for a in self.allow))
 
 
+def jails_by_name(jails: Sequence[JailFirewall]) -> dict[str, JailFirewall]:
+    """``start``'s argument by name; two jails of one name are a caller's bug."""
+    by_name = {j.name: j for j in jails}
+    if len(by_name) != len(jails):
+        raise ValueError("two jails share a name")
+    return by_name
+
+
 class Backend(Protocol):
     """Enforces bans in a firewall. Every method is one batched transaction: all or nothing.
 

@@ -40,7 +40,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import TypeAlias
 
 from banish.actions import xtables
-from banish.actions.base import BackendError, BanEntry, JailFirewall
+from banish.actions.base import BackendError, BanEntry, JailFirewall, jails_by_name
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +237,7 @@ class IpsetBackend:
 
     async def start(self, jails: Sequence[JailFirewall]) -> None:
         async with self._lock:
-            by_name = {j.name: j for j in jails}
-            if len(by_name) != len(jails):
-                raise ValueError("two jails share a name")
+            by_name = jails_by_name(jails)
             await self._converge(by_name, None)
             self._jails = by_name
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from banish.actions import xtables
-from banish.actions.base import BackendError, BanEntry, JailFirewall, Network
+from banish.actions.base import BackendError, BanEntry, JailFirewall, Network, jails_by_name
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ class IptablesBackend:
 
     async def start(self, jails: Sequence[JailFirewall]) -> None:
         async with self._lock:
-            by_name = {j.name: j for j in jails}
-            if len(by_name) != len(jails):
-                raise ValueError("two jails share a name")
+            by_name = jails_by_name(jails)
             for family in self._families:
                 ruleset = await family.save()
                 bodies: dict[str, list[str] | None] = {}

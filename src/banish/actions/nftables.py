@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, TypeAlias
 
-from banish.actions.base import BackendError, BanEntry, JailFirewall, Network, Port
+from banish.actions.base import BackendError, BanEntry, JailFirewall, Network, Port, jails_by_name
 
 log = logging.getLogger(__name__)
 
@@ -287,9 +287,7 @@ class NftablesBackend:
 
     async def start(self, jails: Sequence[JailFirewall]) -> None:
         async with self._lock:
-            by_name = {j.name: j for j in jails}
-            if len(by_name) != len(jails):
-                raise ValueError("two jails share a name")
+            by_name = jails_by_name(jails)
             listing = await self._read(elements=False)
             keep = {k for k in self._existing_keys(listing, by_name) if not k.host}
             commands, keys = self._skeleton(by_name, listing, keep)

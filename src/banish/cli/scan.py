@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConfigError
-from ..events import Failure
 from ..match.chunks import ChunkMatcher
 from ..match.filter import CompiledFilter
 from ..paths import default_config_dir
@@ -101,7 +100,7 @@ def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> Ja
                 report.offenders[hit.fid] += 1
                 report.first = when if report.first is None else min(report.first, when)
                 report.last = when if report.last is None else max(report.last, when)
-                result = core.feed(Failure(hit.fid, when, hit.regex_index, tuple(hit.lines)), now)
+                result = core.feed(hit.to_failure(when), now)
                 if result.decision is not None:
                     report.bans.append({"jail": jail.name, "ip": result.decision.address,
                                         "time": _iso(result.decision.time),

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
-import ipaddress
 import logging
 import os
 import subprocess
 from collections.abc import Callable
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -206,13 +206,13 @@ class JailRunner:
             for line in lines:
                 hit = self.filter.process(line.text, now, time=line.time).failure
                 if hit is not None and hit.fid is not None:
-                    found.append(_failure(hit.fid, hit.time, now, hit))
+                    found.append(hit.to_failure(now))
             return found
         chunk = "\n".join(line.text for line in lines).encode("utf-8", "replace") + b"\n"
         for outcome in self.matcher.feed(chunk, now):
             hit = outcome.result.failure
             if hit is not None and hit.fid is not None:
-                found.append(_failure(hit.fid, hit.time, now, hit))
+                found.append(hit.to_failure(now))
         return found
 
     async def handle(self, batch: Batch) -> None:
@@ -222,11 +222,9 @@ class JailRunner:
         verbose = log.isEnabledFor(logging.INFO)
         for failure in self.failures_in(batch.lines, now):
             canon = canonical_address(failure.fid)
-            addresses = [canon] if canon is not None else await self._addresses(failure.fid)
+            addresses = [canon] if canon is not None else await self._resolve(failure.fid)
             for address in addresses:
-                f = failure if address == failure.fid else Failure(
-                    address, failure.time, failure.regex_index, failure.lines, failure.user,
-                    failure.fields)
+                f = failure if address == failure.fid else replace(failure, fid=address)
                 if self.enforcer.is_banned(address, self.name):
                     continue
                 result = self.core.feed(f, now)
@@ -265,10 +263,8 @@ class JailRunner:
             await self.enforcer.ban([Ban(subnet, self.name, now,
                                          int(self.config.settings.bantime))], now)
 
-    async def _addresses(self, fid: str) -> list[str]:
-        canon = canonical_address(fid)
-        if canon is not None:
-            return [canon]
+    async def _resolve(self, fid: str) -> list[str]:
+        """The addresses of a host name a failure named (``usedns``)."""
         if self.config.settings.usedns.value in ("no", "raw"):
             return []
         try:
@@ -315,18 +311,3 @@ def _args(config: JailConfig) -> dict[str, str]:
 
     spec = config.settings.filter
     return split_name_args(spec)[1] if "[" in spec else {}
-
-
-def _failure(fid: str, time: float | None, now: float, hit: Any) -> Failure:
-    user = hit.fields.get("user")
-    fields = {k: str(v) for k, v in hit.fields.items() if v is not None}
-    return Failure(fid, time if time is not None else now, hit.regex_index, tuple(hit.lines),
-                   str(user) if user is not None else None, fields)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True

@@ -32,7 +32,7 @@ from ..core.subnets import covering
 from ..errors import ConfigError
 from ..match.filter import CompiledFilter
 from ..protocol import CommandError
-from ..store.base import Ban, BanKey
+from ..store.base import Ban
 from ..store.sqlite import SqliteStore
 from .enforcer import Enforcer
 from .firewall import backend_name, command_definitions, firewall_for
@@ -400,10 +400,6 @@ class Runtime:
             raise CommandError(str(exc)) from exc
         runner.apply_settings(replace(runner.config, settings=settings))
         return {"jail": jail, "param": param, "value": value}
-
-
-def unban_keys(keys: list[BanKey]) -> list[dict[str, str]]:
-    return [{"jail": k.jail, "ip": k.address} for k in keys]
 
 
 def _configure_scripts(backends: Mapping[str, Backend],

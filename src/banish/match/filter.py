@@ -42,6 +42,14 @@ class Hit:
     def is_failure(self) -> bool:
         return self.fid is not None and not self.nofail
 
+    def to_failure(self, now: float) -> Failure:
+        """The event the core counts; a hit without a date happened ``now``."""
+        user = self.fields.get("user")
+        fields = {k: str(v) for k, v in self.fields.items() if v is not None}
+        return Failure(self.fid or "", self.time if self.time is not None else now,
+                       self.regex_index, tuple(self.lines),
+                       str(user) if user is not None else None, fields)
+
 
 @dataclass(slots=True)
 class LineResult:
@@ -223,13 +231,11 @@ class CompiledFilter:
         text = buf if matched is None or self.maxlines <= 1 else "\n".join(matched) + "\n"
         return any(r.pattern.search(text) for r in self.ignoreregex)
 
-    def _split_lines(self, m: object, buf: str, compiled: CompiledRegex,
+    def _split_lines(self, m: re.Match[str], buf: str, compiled: CompiledRegex,
                      original: list[str]) -> tuple[list[str], list[str]]:
         """Which buffered lines the match covered (they leave the buffer) and which not."""
         if len(original) <= 1:
             return list(original), []
-        import re as _re
-        assert isinstance(m, _re.Match)
         start = buf.rfind("\n", 0, m.start() + 1) + 1
         end_nl = buf.find("\n", max(m.end() - 1, 0))
         end = len(buf) if end_nl < 0 else end_nl + 1
@@ -376,16 +382,6 @@ class CompiledFilter:
         if not tokens:
             return False
         return not tokens.keys().isdisjoint(raw_line.translate(_ONLY_DIGITS).split())
-
-    def failures(self, line: str, now: float, time: float | None = None) -> Failure | None:
-        """Convenience for the daemon: the failure a line completes, if any."""
-        hit = self.process(line, now, time).failure
-        if hit is None or hit.fid is None:
-            return None
-        user = hit.fields.get("user")
-        return Failure(hit.fid, hit.time if hit.time is not None else now, hit.regex_index,
-                       tuple(hit.lines), str(user) if user is not None else None)
-
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
 # bytes.translate + split: the ASCII digit runs of a line, about 4x faster than a regex.
