@@ -51,6 +51,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import machine  # bench/machine.py (scripts run as bench/NAME.py)
 from run_regex import REPO, RESULTS, Banish, find_banish
 
 JAIL = "bench"
@@ -376,20 +377,11 @@ def _first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
 
 
 def machine_info(banish: Banish) -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as fh:
-        mem = next((f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB" for line in fh
-                    if line.startswith("MemTotal:")), "unknown")
     rev = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     return {
-        "CPU": cpu,
-        "cores": f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
-        "RAM": mem,
+        "CPU": machine.cpu_model(),
+        "cores": machine.cores(),
+        "RAM": machine.memory(),
         "kernel": f"{platform.system()} {platform.release()}",
         "nft": _first_line(["nft", "--version"]),
         "fail2ban": _first_line(["fail2ban-client", "--version"]),

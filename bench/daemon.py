@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # bench/machine.py (scripts run as bench/NAME.py)
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 F2B_FILTERS = "/etc/fail2ban/filter.d"
@@ -183,12 +185,9 @@ def bench_memory(addresses: int) -> dict[str, float]:
     return result
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    return f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Python {platform.python_version()}"
+def machine_line() -> str:
+    return (f"{machine.cpu_model()}, cores {machine.cores()}, {machine.memory()}, "
+            f"Python {platform.python_version()}")
 
 
 def main() -> int:
@@ -223,7 +222,7 @@ def main() -> int:
     if args.record:
         with open(HERE / "RESULTS.md", "a", encoding="utf-8") as fh:
             fh.write(f"\n## Daemon: backfill, restart, memory — {dt.date.today()}\n\n"
-                     f"Machine: {machine()}. Command: `python bench/daemon.py --record`.\n\n"
+                     f"Machine: {machine_line()}. Command: `python bench/daemon.py --record`.\n\n"
                      f"{table}\n")
     return 0
 

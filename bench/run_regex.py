@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gen_logs
+import machine  # bench/machine.py (scripts run as bench/NAME.py)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -182,18 +183,6 @@ def _first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
 
 
 def machine_info(f2b: list[str], banish: Banish | None) -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = "unknown"
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
     f2b_exe = shutil.which(f2b[0]) or f2b[0]
     f2b_py = "unknown"
     try:
@@ -208,9 +197,9 @@ def machine_info(f2b: list[str], banish: Banish | None) -> dict[str, str]:
     if rev != "unknown" and dirty:
         rev += " + uncommitted changes in src/"
     return {
-        "CPU": cpu,
-        "cores": f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})",
-        "RAM": mem,
+        "CPU": machine.cpu_model(),
+        "cores": machine.cores(),
+        "RAM": machine.memory(),
         "kernel": f"{platform.system()} {platform.release()}",
         "python (runner)": platform.python_version(),
         "fail2ban": f"{_first_line([*f2b, '--version'])} on {f2b_py}",
