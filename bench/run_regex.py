@@ -135,6 +135,12 @@ def find_banish(cmd: str | None) -> Banish | None:
         return Banish(shlex.split(cmd), None, cmd)
     exe = shutil.which("banish") or (str(REPO / ".venv/bin/banish")
                                      if (REPO / ".venv/bin/banish").exists() else None)
+    if exe and f"{os.sep}shims{os.sep}" in exe and shutil.which("pyenv"):
+        # A pyenv shim is a bash script that costs ~0.1 s per call before banish starts; an
+        # installed banish is the console script the shim points to.
+        real = subprocess.run(["pyenv", "which", "banish"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+        exe = real or exe
     if exe:
         return Banish([exe], None, exe)
     src = REPO / "src"

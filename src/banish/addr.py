@@ -41,11 +41,34 @@ def parse_address(text: str) -> IPAddress | None:
     return ipaddress.IPv6Address(int.from_bytes(packed, "big"))
 
 
+def _canonical_host(text: str) -> str | None:
+    """``str(parse_address(text))`` without building the object: inet_ntop writes the same
+    RFC 5952 text as ipaddress (first longest zero run compressed, never a single zero
+    group, lower case) except for the dotted IPv4 tail it gives a few IPv6 ranges, which
+    take the slow path. tests/property/test_addr.py holds the two equal."""
+    if ":" not in text:
+        try:
+            return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            return None
+    if "%" not in text:
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+        except (OSError, ValueError):
+            return None
+        if packed[:12] == _MAPPED:
+            return socket.inet_ntop(socket.AF_INET, packed[12:])
+        out = socket.inet_ntop(socket.AF_INET6, packed)
+        if "." not in out:
+            return out
+    address = parse_address(text)
+    return None if address is None else str(address)
+
+
 def canonical_address(text: str) -> str | None:
     """The canonical text of an address or network (IPv4-mapped IPv6 as IPv4), or None."""
     if "/" not in text:
-        address = parse_address(text)
-        return None if address is None else str(address)
+        return _canonical_host(text)
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:

@@ -91,7 +91,9 @@ SOCKET_ENV = "BANISH_SOCKET"
 # Bulk bans are the big requests: 64 MiB holds a few million addresses in one line, which is
 # far above what the CLI sends (it splits stdin into CHUNK-sized requests) yet bounds memory.
 MAX_REQUEST = 64 * 1024 * 1024
-CHUNK = 10_000
+CHUNK = 100_000
+"""Addresses per request: a 100k blocklist is one store commit, its firewall slices overlapping
+the commit (bench/bans.py)."""
 STDIN = "-"
 
 SUMMARY_KEYS = frozenset({"jail", "currently_failed", "total_failed", "currently_banned",

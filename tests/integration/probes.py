@@ -77,6 +77,15 @@ class NftProbe:
             if "table" in o
         }
 
+    def delete_set_by_hand(self, jail: str, name: str) -> None:
+        """Remove one ban set and the rule that uses it (nft refuses to drop a set in use)."""
+        chain = f"jail-{jail}"
+        for o in self.ns.nft_json("-a", "list", "chain", "inet", "banish", chain):
+            if "rule" in o and o["rule"]["expr"][0]["match"]["right"] == f"@{name}":
+                self.ns.nft("delete", "rule", "inet", "banish", chain, "handle",
+                            str(o["rule"]["handle"]))
+        self.ns.nft("delete", "set", "inet", "banish", name)
+
     def sets(self) -> dict[str, list[Any]]:
         objs = self.ns.nft_json("list", "table", "inet", "banish")
         return {o["set"]["name"]: o["set"].get("elem", []) for o in objs if "set" in o}

@@ -192,10 +192,11 @@ def test_matched_lines_are_capped(db: Path) -> None:
 
 def test_undecodable_log_bytes_in_matches_are_kept_visible(store: SqliteStore) -> None:
     line = b"Failed password for \xff\xfe from 192.0.2.1".decode("utf-8", "surrogateescape")
-    store.add_bans([ban(matches=(line, "caf\u00e9"))])
+    store.add_bans([ban(matches=(line, "caf\u00e9 \U0001f600", "nul\0byte"))])
     assert store.ban_history()[0].matches == (
         "Failed password for \\udcff\\udcfe from 192.0.2.1",
-        "caf\u00e9",
+        "caf\u00e9 \U0001f600",
+        "nul\\x00byte",
     )
     with pytest.raises(StoreError, match="cannot record bans"):
         store.add_bans([ban("\udcff")])  # an address must be text UTF-8 can hold

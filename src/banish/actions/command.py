@@ -91,6 +91,8 @@ class CommandActions:
     ``prefix`` (``ip netns exec NS`` for ``netns``) with each action's ``timeout``.
     """
 
+    uses_details = True
+
     def __init__(
         self,
         definitions: Mapping[str, Sequence[ActionDefinition]] | None = None,

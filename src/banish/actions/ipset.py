@@ -212,6 +212,8 @@ class IpsetBackend:
     `reconcile` rewrites it; ``timeout`` bounds one tool run. Calls are serialized (one lock).
     """
 
+    uses_details = False
+
     def __init__(
         self,
         *,

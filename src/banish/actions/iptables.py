@@ -99,6 +99,8 @@ class IptablesBackend:
     ``-restore`` are appended to them. ``timeout`` bounds one tool run. Calls are serialized.
     """
 
+    uses_details = False
+
     def __init__(
         self,
         *,

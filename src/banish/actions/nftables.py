@@ -20,8 +20,12 @@ overlap, so every combination of bans fits, each with its own timeout.
 
 Idempotence within one all-or-nothing transaction: ``add element`` of an existing element
 succeeds, so "add X, delete X" removes X whether or not it was there, and "add X, delete X,
-add X timeout T" sets a fresh timeout. Kernels before 6.x do not update the timeout of an
-element that is added again, hence the three steps.
+add X timeout T" sets a fresh timeout. Older kernels keep the old timeout of an element that
+is added again, hence the three steps; they cost twice the time of one ``add`` at 100,000
+bans, so `start` asks the kernel once (a scratch set) whether adding again extends the
+timeout, and if it does a new ban is a single ``add``. Even then a new ban cannot shorten
+an element left over from a failed unban or added by hand (nor time a permanent one); such
+drift errs towards banning and `reconcile` corrects it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, TypeAlias
@@ -124,6 +130,28 @@ def _elements(cmd: str, set_name: str, elems: list[Any]) -> Json:
     return {cmd: _obj("element", name=set_name, elem=elems)}
 
 
+def _elements_text(cmd: str, key: _SetKey, elems: dict[int, int | None], *,
+                   timed: bool = True) -> str:
+    """``_elements`` for {address as integer: timeout}, already encoded as JSON text.
+
+    The hot path of a big batch: json.dumps of 100,000 small dicts costs more than nft's
+    whole transaction, and the values here need no escaping (inet_ntop writes hex digits,
+    dots and colons; the set name goes through json.dumps). tests/unit/test_nft_payload.py
+    holds it equal to the dict form."""
+    ntop, af, size = socket.inet_ntop, _AF[key.version], _HOST_LEN[key.version] // 8
+    if key.host:
+        vals = [f'"{ntop(af, n.to_bytes(size, "big"))}"' for n in elems]
+    else:
+        plen = key.prefixlen
+        vals = [f'{{"prefix":{{"addr":"{ntop(af, n.to_bytes(size, "big"))}","len":{plen}}}}}'
+                for n in elems]
+    if timed:
+        vals = [v if t is None else f'{{"elem":{{"val":{v},"timeout":{t}}}}}'
+                for v, t in zip(vals, elems.values(), strict=True)]
+    return (f'{{"{cmd}":{{"element":{{"family":"{FAMILY}","table":"{TABLE}",'
+            f'"name":{json.dumps(key.name)},"elem":[{",".join(vals)}]}}}}}}')
+
+
 def _match(left: Json, right: Any) -> Json:
     return {"match": {"op": "==", "left": left, "right": right}}
 
@@ -196,10 +224,6 @@ def _collapsed(nets: Iterable[object], version: int) -> list[Network]:
     return list(ipaddress.collapse_addresses(n for n in nets if isinstance(n, IPv6Network)))
 
 
-def _seconds(expires_in: float | None) -> int | None:
-    return None if expires_in is None else max(1, math.ceil(expires_in))
-
-
 def _longer(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else max(a, b)
 
@@ -207,14 +231,23 @@ def _longer(a: int | None, b: int | None) -> int | None:
 def _group(entries: Iterable[BanEntry]) -> dict[_SetKey, dict[int, int | None]]:
     """Bans by set, each as {address as integer: timeout}; a duplicate keeps its longest ban."""
     out: dict[tuple[str, int, int], dict[int, int | None]] = {}
-    for entry in entries:  # the hot loop of a big batch: plain tuples and ints
+    hosts: dict[tuple[str, type], dict[int, int | None]] = {}  # the same dicts, by host type
+    ceil = math.ceil
+    for entry in entries:  # the hot loop of a big batch: plain tuples, ints, no properties
         addr = entry.address
-        if isinstance(addr, _NETWORKS):
-            plen, number = addr.prefixlen, int(addr.network_address)
+        per_set = hosts.get((entry.jail, type(addr)))
+        if per_set is not None:
+            number = int(addr)  # type: ignore[arg-type]  # a host: its type was looked up
         else:
-            plen, number = _HOST_LEN[addr.version], int(addr)
-        per_set = out.setdefault((entry.jail, addr.version, plen), {})
-        timeout = _seconds(entry.expires_in)
+            if isinstance(addr, _NETWORKS):
+                plen, number = addr.prefixlen, int(addr.network_address)
+            else:
+                plen, number = _HOST_LEN[addr.version], int(addr)
+            per_set = out.setdefault((entry.jail, addr.version, plen), {})
+            if plen == _HOST_LEN[addr.version]:
+                hosts[entry.jail, type(addr)] = per_set
+        left = entry.expires_in
+        timeout = None if left is None else max(1, ceil(left))
         per_set[number] = _longer(per_set[number], timeout) if number in per_set else timeout
     return {_SetKey(*key): elems for key, elems in out.items()}
 
@@ -252,6 +285,29 @@ def _parse_element(key: _SetKey, item: Any) -> tuple[int | None, float | None, A
     return number, expires, val
 
 
+@contextmanager
+def _memory_file(data: bytes | None) -> Iterator[int]:
+    """A descriptor reading ``data`` from the start (/dev/null for None), closed on exit."""
+    if data is None:
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    else:
+        fd = os.memfd_create("banish-nft", os.MFD_CLOEXEC)
+    try:
+        if data:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.lseek(fd, 0, os.SEEK_SET)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+_PROBE_SET = "timeout-probe"
+_PROBE_ADDR = "192.0.2.0"  # TEST-NET-1, only ever an element of the scratch set
+_PROBE_KEY = _SetKey("probe", 4, 32)
+
+
 # --- the backend ---------------------------------------------------------------------------------
 
 
@@ -265,6 +321,8 @@ class NftablesBackend:
     ``timeout`` bounds one nft run. Calls are serialized (one lock): each reads or changes
     the whole table.
     """
+
+    uses_details = False
 
     def __init__(
         self,
@@ -282,6 +340,8 @@ class NftablesBackend:
         self._jails: dict[str, JailFirewall] = {}
         self._sets: set[_SetKey] = set()
         self._lock = asyncio.Lock()
+        self._add_extends: bool | None = None
+        """Whether adding an element again extends its timeout (asked once, in `start`)."""
 
     # -- the Backend protocol --
 
@@ -293,36 +353,40 @@ class NftablesBackend:
             commands, keys = self._skeleton(by_name, listing, keep)
             await self._apply(commands)
             self._jails, self._sets = by_name, keys
+            if self._add_extends is None:
+                self._add_extends = await self._probe_add_extends()
 
     async def ban(self, bans: Sequence[BanEntry]) -> None:
+        # The elements are encoded before taking the lock: a caller that sends a big batch in
+        # slices has the next one ready while nft applies this one.
+        self._check_jails(bans)
+        grouped = _group(bans)
+        elements: list[Json | str] = []
+        for key, elems in sorted(grouped.items()):
+            if not self._add_extends:
+                elements += [
+                    _elements_text("add", key, elems, timed=False),
+                    _elements_text("delete", key, elems, timed=False),
+                ]
+            elements.append(_elements_text("add", key, elems))
         async with self._lock:
-            self._check_jails(bans)
-            grouped = _group(bans)
+            self._check_jails(bans)  # again: a reload may have dropped a jail meanwhile
             new = sorted(set(grouped) - self._sets)
-            commands: list[Json] = []
+            commands: list[Json | str] = []
             for key in new:
                 commands += [_ban_set_def(key), _ban_rule(key, self._jails[key.jail])]
-            for key, elems in sorted(grouped.items()):
-                plain = [_val(key.version, key.prefixlen, n) for n in elems]
-                timed = [_timed(v, t) for v, t in zip(plain, elems.values(), strict=True)]
-                commands += [
-                    _elements("add", key.name, plain),
-                    _elements("delete", key.name, plain),
-                    _elements("add", key.name, timed),
-                ]
-            await self._apply(commands)
+            await self._apply(commands + elements)
             self._sets.update(new)
 
     async def unban(self, bans: Sequence[BanEntry]) -> None:
         async with self._lock:
             self._check_jails(bans)
-            commands: list[Json] = []
+            commands: list[Json | str] = []
             for key, elems in sorted(_group(bans).items()):
                 if key in self._sets:  # no set, nothing of that shape was ever banned
-                    plain = [_val(key.version, key.prefixlen, n) for n in elems]
                     commands += [
-                        _elements("add", key.name, plain),
-                        _elements("delete", key.name, plain),
+                        _elements_text("add", key, elems, timed=False),
+                        _elements_text("delete", key, elems, timed=False),
                     ]
             if commands:
                 await self._apply(commands)
@@ -333,8 +397,8 @@ class NftablesBackend:
             listing = await self._read(elements=True)
             desired = _group(active)
             commands, keys = self._skeleton(self._jails, listing, set(desired))
-            removals: list[Json] = []
-            additions: list[Json] = []
+            removals: list[Json | str] = []
+            additions: list[Json | str] = []
             for key in sorted(keys):
                 have = listing.sets.get(key.name, []) if listing else []
                 gone, fresh = self._diff(key, have, desired.get(key, {}))
@@ -344,8 +408,8 @@ class NftablesBackend:
                         _elements("delete", key.name, gone),
                     ]
                 if fresh:
-                    additions.append(_elements("add", key.name, fresh))
-            await self._apply(commands + removals + additions)
+                    additions.append(_elements_text("add", key, fresh))
+            await self._apply([*commands, *removals, *additions])
             self._sets = keys
 
     async def stop(self) -> None:
@@ -434,7 +498,7 @@ class NftablesBackend:
 
     def _diff(
         self, key: _SetKey, have: list[Any], want: dict[int, int | None]
-    ) -> tuple[list[Any], list[Any]]:
+    ) -> tuple[list[Any], dict[int, int | None]]:
         """(values to remove, elements to add) that turn the listed ``have`` into ``want``.
 
         A wanted element whose time left is off by more than the slack is in both lists.
@@ -453,9 +517,30 @@ class NftablesBackend:
                 gone.append(raw)
             else:
                 kept.add(number)
-        v, p = key.version, key.prefixlen
-        fresh = [_timed(_val(v, p, n), t) for n, t in want.items() if n not in kept]
-        return gone, fresh
+        return gone, {n: t for n, t in want.items() if n not in kept}
+
+    async def _probe_add_extends(self) -> bool:
+        """Add a scratch element for 1 s, add it again for an hour, and look: on kernels
+        that keep the first timeout it is gone or nearly so. Any failure answers False
+        (the three-step refresh is right everywhere)."""
+        probe = _obj("set", name=_PROBE_SET, type="ipv4_addr", flags=["timeout"])
+        try:
+            await self._apply([
+                {"add": probe}, {"delete": probe}, {"add": probe},
+                _elements("add", _PROBE_SET, [_timed(_PROBE_ADDR, 1)]),
+                _elements("add", _PROBE_SET, [_timed(_PROBE_ADDR, 3600)]),
+            ])
+            listed = json.loads(await self._nft(["-j", "list", "set", FAMILY, TABLE, _PROBE_SET]))
+            await self._apply([{"delete": probe}])
+        except (BackendError, ValueError, KeyError) as exc:
+            log.debug("timeout probe failed, using the three-step refresh: %s", exc)
+            return False
+        elems = [o["set"].get("elem", []) for o in listed["nftables"] if "set" in o]
+        left = [_parse_element(_PROBE_KEY, e)[1] for found in elems for e in found]
+        extends = bool(left) and all(t is not None and t > 60 for t in left)
+        log.debug("adding an nftables element again %s its timeout",
+                  "extends" if extends else "does not extend")
+        return extends
 
     # -- the one I/O seam --
 
@@ -474,26 +559,29 @@ class NftablesBackend:
                 raise
             return None
 
-    async def _apply(self, commands: list[Json]) -> None:
+    async def _apply(self, commands: Sequence[Json | str]) -> None:
+        """One transaction; a str command is already JSON text (`_elements_text`)."""
         if not commands:
             return
-        payload = json.dumps({"nftables": commands}, separators=(",", ":")).encode()
+        parts = [c if isinstance(c, str) else json.dumps(c, separators=(",", ":"))
+                 for c in commands]
+        payload = ('{"nftables":[' + ",".join(parts) + "]}").encode()
         log.debug("nft transaction: %d commands, %d bytes", len(commands), len(payload))
         await self._nft(["-j", "-f", "-"], payload)
 
     async def _nft(self, args: list[str], stdin: bytes | None = None) -> bytes:
         argv = [*self._argv, *args]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            # The transaction goes in as an in-memory file, not a pipe: nft reads it at its own
+            # pace even while the event loop is busy building the next batch.
+            with _memory_file(stdin) as source:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=source, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE)
         except OSError as exc:
             raise BackendError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self._timeout)
+            out, err = await asyncio.wait_for(proc.communicate(), self._timeout)
         except (TimeoutError, asyncio.CancelledError) as exc:
             # The kernel applies a batch whole or not at all, so killing nft is safe; a
             # left-over process could otherwise still change the ruleset later.

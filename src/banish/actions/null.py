@@ -22,6 +22,8 @@ def _describe(entry: BanEntry) -> str:
 class NullBackend:
     """Accepts every call and only logs it (one line per call, not per ban, when batches are big)."""
 
+    uses_details = False
+
     _DETAIL_LIMIT = 10
 
     async def start(self, jails: Sequence[JailFirewall]) -> None:

@@ -16,13 +16,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..config.filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, parse_args
 from ..errors import ConfigError
-from ..match.chunks import ChunkMatcher, LineOutcome
-from ..match.filter import CompiledFilter
 from ..paths import packaged_config_dir
+
+if TYPE_CHECKING:
+    # Imported where used: every `banish` command builds this verb's parser, and the matcher
+    # is a third of the start-up time of `banish status`.
+    from ..config.filterdef import FilterDefinition
+    from ..match.chunks import ChunkMatcher, LineOutcome
+    from ..match.filter import CompiledFilter
 
 CHUNK_BYTES = 8 << 20
 
@@ -54,6 +58,7 @@ def parse_opts(items: list[str]) -> dict[str, str]:
 
 def resolve_filter(spec: str, config_dir: str, opts: dict[str, str]) -> FilterDefinition:
     """A filter name, a filter file, or — when it is neither — a bare failregex."""
+    from ..config.filterdef import FILTER_OPTIONS, FilterDefinition, load_filter
     name = spec.split("[", 1)[0].strip()
     is_file = os.path.isfile(spec)
     is_named = bool(name) and all(c.isalnum() or c in "-_." for c in name) and (
@@ -133,6 +138,9 @@ def _emit_json(out: TextIO, outcomes: Iterator[LineOutcome], total: Iterator[int
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ..match.chunks import ChunkMatcher
+    from ..match.filter import CompiledFilter
+
     out = out or sys.stdout
     opts = parse_opts(args.opt)
     config_dir = args.config or packaged_config_dir()
@@ -217,4 +225,4 @@ def _report(out: TextIO, definition: FilterDefinition, flt: CompiledFilter,
             w(f"|  {line}\n")
 
 
-__all__ = ["add_arguments", "parse_args", "run"]
+__all__ = ["add_arguments", "run"]

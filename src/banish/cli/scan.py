@@ -19,8 +19,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConfigError
-from ..match.chunks import ChunkMatcher
-from ..match.filter import CompiledFilter
 from ..paths import default_config_dir
 from .regex import CHUNK_BYTES
 
@@ -77,6 +75,8 @@ def _chunks(path: str) -> Iterator[tuple[bytes, int, int]]:
 
 def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> JailReport:
     from ..core.jail import Jail
+    from ..match.chunks import ChunkMatcher
+    from ..match.filter import CompiledFilter
 
     report = JailReport(jail.name, files)
     flt = CompiledFilter(jail.filter, logtimezone=jail.options.get("logtimezone") or None)

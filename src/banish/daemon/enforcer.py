@@ -1,7 +1,7 @@
-"""Ban bookkeeping: the store first, then the firewall, then the log line.
+"""Ban bookkeeping: the store and the firewall, then the log line.
 
-Owns the order that makes bans survive anything: a ban is committed to the store before the
-backend is asked to apply it and before ``Ban`` is logged or reported; at start the store's
+Owns the order that makes bans survive anything: a ban is committed to the store before
+``Ban`` is logged or reported (the firewall applies it meanwhile); at start the store's
 active bans are re-applied with their remaining time and expired ones released; a backend that
 fails keeps the ban in the store and retries it (shown in ``status``), never dropping it.
 Must not: parse logs, decide bans, or read the clock itself (``now`` comes from the runtime).
@@ -9,12 +9,16 @@ Must not: parse logs, decide bans, or read the clock itself (``now`` comes from 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
 from ..actions.command import BanDetails, DetailedBanEntry
+from ..addr import parse_address
 from ..addr import target as _target
 from ..core.subnets import covering
 from ..store.base import ActiveBan, Ban, BanKey, Store
@@ -24,16 +28,20 @@ log = logging.getLogger("banish.actions")
 
 
 def _entry(address: str, jail: str, expires_at: float | None, now: float) -> BanEntry | None:
-    target = _target(address)
-    if expires_at is None:
-        return BanEntry(target, jail, None)
-    left = expires_at - now
-    if left <= 0:
+    left = None if expires_at is None else expires_at - now
+    if left is not None and left <= 0:
         return None
-    return BanEntry(target, jail, left)
+    if "/" in address:
+        return BanEntry(_target(address), jail, left)
+    host = parse_address(address)  # canonical, as BanEntry.of_host wants it
+    if host is None:
+        raise ValueError(f"not an IP address: {address!r}")
+    return BanEntry.of_host(host, jail, left)
 
 
 BULK = 1000
+APPLY_SLICE = 20_000
+"""Bans per firewall transaction when a batch is bigger (see `Enforcer._apply_slices`)."""
 
 
 def _log_each(bans: Sequence[Ban] | Sequence[ActiveBan], verb: str, reason: str = "") -> None:
@@ -64,6 +72,9 @@ class Enforcer:
     total_banned: dict[str, int] = field(default_factory=dict)
     _networks: dict[str, list[str]] | None = None
     """Cache of network bans per jail; None after any change to ``active``."""
+    _pending: set[BanKey] = field(default_factory=set)
+    """Bans being committed and applied right now: banning one again meanwhile is a no-op,
+    as for an active ban."""
 
     async def start(self, firewalls: Sequence[JailFirewall], jail_backend: dict[str, str],
                     now: float) -> None:
@@ -128,48 +139,95 @@ class Enforcer:
         ``details`` (captured fields such as the user, ban count) feed action.d tags.
         """
         fresh: list[tuple[BanKey, Ban]] = []
-        seen: set[BanKey] = set()
+        pending = self._pending
         active = self.active
         for ban in bans:
             key = BanKey(ban.address, ban.jail)
-            if key in active or key in seen:
+            if key in active or key in pending:
                 continue
-            seen.add(key)
+            pending.add(key)
             fresh.append((key, ban))
         if not fresh:
             return []
-        self.store.add_bans([ban for _, ban in fresh])  # committed: now it survives a crash
-        self._networks = None
-        totals = self.total_banned
-        for key, ban in fresh:
-            active[key] = ActiveBan(ban.address, ban.jail, ban.banned_at, ban.expires_at,
-                                    ban.bantime, ban.origin)
-            totals[ban.jail] = totals.get(ban.jail, 0) + 1
         new = [ban for _, ban in fresh]
-        await self._apply(new, now, details or {})
+        records: list[ActiveBan] = []
+
+        async def record() -> None:  # runs while nft and SQLite work (see below)
+            records.extend([ActiveBan(address, jail, at, None if bantime < 0 else at + bantime,
+                                      bantime, origin)
+                            for address, jail, at, bantime, _, _, origin in new])
+
+        try:
+            # The commit (a worker thread; SQLite runs without the GIL) overlaps the firewall
+            # transactions: at 100,000 bans each takes most of a second. Nothing is reported
+            # before both are done; if the commit fails the firewall change is taken back, and
+            # a crash in between leaves kernel-only bans that the start-up reconcile removes.
+            # Order matters: tasks start in this order, so the first slice reaches nft before
+            # anything else competes for the event loop.
+            done = await asyncio.gather(
+                asyncio.to_thread(self.store.add_bans, new),
+                *self._apply_slices(new, now, details or {}), record(), return_exceptions=True)
+            stored = done[0]
+            if isinstance(stored, BaseException):
+                await self._lift(new, now)
+                for key, _ in fresh:
+                    self.failed.pop(key, None)
+                raise stored
+            self._networks = None
+            active.update(zip((key for key, _ in fresh), records, strict=True))
+        finally:
+            pending.difference_update(key for key, _ in fresh)
+        totals = self.total_banned
+        for jail, count in Counter(b.jail for b in new).items():
+            totals[jail] = totals.get(jail, 0) + count
+        for outcome in done[1:]:
+            if isinstance(outcome, BaseException):  # a bug: refusals become retries
+                raise outcome
         _log_each(new, "Ban")
         return new
 
-    async def _apply(self, bans: Iterable[Ban], now: float,
-                     details: Mapping[BanKey, BanDetails]) -> None:
-        by_backend: dict[str, list[BanEntry]] = {}
+    def _apply_slices(self, bans: Sequence[Ban], now: float,
+                      details: Mapping[BanKey, BanDetails]) -> list[Coroutine[Any, Any, None]]:
+        """One backend call per APPLY_SLICE bans of a backend, to be awaited together: each
+        builds its entries and transaction, then waits for the backend's lock, so slice 2 is
+        built while nft applies slice 1 (each slice is still all or nothing)."""
+        by_backend: dict[str, list[Ban]] = {}
+        jail_backend = self.jail_backend
         for ban in bans:
-            name = self.jail_backend.get(ban.jail)
-            plain = _entry(ban.address, ban.jail, ban.expires_at, now)
-            if name is None or plain is None:
+            name = jail_backend.get(ban.jail)
+            if name is not None:
+                by_backend.setdefault(name, []).append(ban)
+        # At most two slices built ahead per backend: building them all at once would take
+        # the CPU from the nft process applying the first one.
+        return [self._apply(name, part[i:i + APPLY_SLICE], now, details, window)
+                for name, part in by_backend.items()
+                for window in [asyncio.Semaphore(2)] for i in range(0, len(part), APPLY_SLICE)]
+
+    async def _apply(self, name: str, bans: Sequence[Ban], now: float,
+                     details: Mapping[BanKey, BanDetails],
+                     window: asyncio.Semaphore | None = None) -> None:
+        if window is not None:
+            async with window:
+                await self._apply(name, bans, now, details)
+            return
+        backend = self.backends[name]
+        entries: list[BanEntry] = []
+        for ban in bans:
+            entry = _entry(ban.address, ban.jail, ban.expires_at, now)
+            if entry is None:
                 continue
-            entry = DetailedBanEntry(plain.address, plain.jail, plain.expires_in, details.get(
-                ban.key, BanDetails(time=ban.banned_at, bantime=ban.bantime,
-                                    failures=ban.failures, matches=ban.matches)))
-            by_backend.setdefault(name, []).append(entry)
-        for name, entries in by_backend.items():
-            try:
-                await self.backends[name].ban(entries)
-            except BackendError as exc:
-                log.error("Applying %d ban(s) with %s failed (will retry): %s",
-                          len(entries), name, exc)
-                for e in entries:
-                    self.failed[BanKey(str(e.address), e.jail)] = str(exc)
+            if backend.uses_details:
+                entry = DetailedBanEntry(entry.address, entry.jail, entry.expires_in, details.get(
+                    ban.key, BanDetails(time=ban.banned_at, bantime=ban.bantime,
+                                        failures=ban.failures, matches=ban.matches)))
+            entries.append(entry)
+        try:
+            await backend.ban(entries)
+        except BackendError as exc:
+            log.error("Applying %d ban(s) with %s failed (will retry): %s",
+                      len(entries), name, exc)
+            for e in entries:
+                self.failed[BanKey(str(e.address), e.jail)] = str(exc)
 
     async def retry_failed(self, now: float) -> None:
         """Bans a backend refused earlier: reconcile, which also rebuilds lost structure."""
@@ -191,7 +249,7 @@ class Enforcer:
         _log_each(lifted, "Unban", reason)
         return found
 
-    async def _lift(self, bans: Iterable[ActiveBan], now: float) -> None:
+    async def _lift(self, bans: Iterable[ActiveBan] | Iterable[Ban], now: float) -> None:
         by_backend: dict[str, list[BanEntry]] = {}
         for ban in bans:
             name = self.jail_backend.get(ban.jail)

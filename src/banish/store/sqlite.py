@@ -1,9 +1,10 @@
 """The SQLite store: one local database file in WAL mode, with a versioned schema.
 
 Owns the SQL, the schema and its migrations, the durability settings, and turning every
-sqlite3 failure into a one-line ``StoreError`` that names the file. Must not read the clock,
-hold state between calls beyond the connection, or be shared between threads: the daemon
-calls it synchronously from its single event-loop thread.
+sqlite3 failure into a one-line ``StoreError`` that names the file. Must not read the clock
+or hold state between calls beyond the connection. Every call holds one lock for its whole
+transaction, so the daemon may run a call in a worker thread: it commits a 100,000-ban batch
+there while the firewall applies the same batch (sqlite3 releases the GIL while SQLite works).
 
 Durability: WAL with ``synchronous=NORMAL`` (the default here). A commit is written to the WAL
 file before ``add_bans`` returns, so it survives the process being killed (kill -9, OOM, a
@@ -17,8 +18,10 @@ durability; bans are batched, so the cost is one fsync per batch.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -82,8 +85,22 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
+# The whole batch is one JSON parameter: one statement, so sqlite3 lets go of the GIL for all
+# of SQLite's work (executemany takes it back for every row, and then waits on a busy event
+# loop thread each time). JSON numbers round-trip floats exactly (tests/property/test_store_model.py).
+# Rows go in by address, so the address index and then active_bans' key fill in order: a fifth
+# faster at 100,000 bans. (The order of ids within one batch means nothing.)
 _ADD_HISTORY = """INSERT INTO ban_history
-    (address, jail, banned_at, bantime, failures, matches, origin) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+    (address, jail, banned_at, bantime, failures, matches, origin)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]')
+    FROM json_each(?) ORDER BY json_extract(value, '$[0]'), key"""
+# A bulk load (a blocklist, `banish ban JAIL -`) is one decision for many addresses: only the
+# addresses travel as JSON, the rest is bound once. A third less work for SQLite than the above.
+_ADD_HISTORY_SHARED = """INSERT INTO ban_history
+    (address, jail, banned_at, bantime, failures, matches, origin)
+    SELECT value, ?, ?, ?, ?, ?, ? FROM json_each(?) ORDER BY value, key"""
 # Copies the batch just added to history (ids from ?) into active_bans, in SQL rather than a
 # second Python round of binding. A ban that ends later (or never) replaces the active one; a
 # shorter one leaves it alone. (The SELECT needs its WHERE clause anyway: without one, SQLite
@@ -125,9 +142,11 @@ class SqliteStore:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         with self._errors("cannot open the ban database"):
             self._create_private()
-            conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                   check_same_thread=False)  # serialized by self._lock
             self._conn = conn
             try:
                 self._open(conn, synchronous)
@@ -204,10 +223,12 @@ class SqliteStore:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            raise StoreError(self.path, f"{doing}: {exc}") from exc
+        """Every use of the connection runs inside this: one call at a time, any thread."""
+        with self._lock:
+            try:
+                yield
+            except (sqlite3.Error, UnicodeEncodeError) as exc:
+                raise StoreError(self.path, f"{doing}: {exc}") from exc
 
     @staticmethod
     @contextmanager
@@ -255,6 +276,8 @@ class SqliteStore:
             # A line read with errors="surrogateescape" holds lone surrogates, which UTF-8
             # cannot store: keep them visible as \udcxx instead of failing the whole batch.
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if "\0" in text:  # SQLite's JSON functions end text at a NUL: show it as \x00
+            text = text.replace("\0", "\\x00")
         return text
 
     # -- bans ----------------------------------------------------------------------------
@@ -262,22 +285,26 @@ class SqliteStore:
     def add_bans(self, bans: Sequence[Ban]) -> None:
         if not bans:
             return
-        history = [
-            (
-                b.address,
-                b.jail,
-                b.banned_at,
-                b.bantime,
-                b.failures,
-                self._encode_matches(b.matches),
-                b.origin,
-            )
-            for b in bans
-        ]
+        encode = self._encode_matches
+        shared = bans[0][1:]  # everything but the address
+        try:
+            if all(b[1:] == shared for b in bans):
+                jail, banned_at, bantime, failures, matches, origin = shared
+                sql = _ADD_HISTORY_SHARED
+                args: list[object] = [jail, banned_at, bantime, failures, encode(matches), origin,
+                                      json.dumps([b.address for b in bans], ensure_ascii=False)]
+            else:
+                sql = _ADD_HISTORY
+                args = [json.dumps(
+                    [(b.address, b.jail, b.banned_at, b.bantime, b.failures, encode(b.matches),
+                      b.origin) for b in bans], ensure_ascii=False, allow_nan=False,
+                    separators=(",", ":"))]
+        except (TypeError, ValueError) as exc:  # a caller's bug; nothing was written
+            raise StoreError(self.path, f"cannot record bans: {exc}") from exc
         with self._write("cannot record bans") as conn:
             # Under the write lock nobody else inserts, so the batch gets the ids after this.
             first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM ban_history").fetchone()[0]
-            conn.executemany(_ADD_HISTORY, history)
+            conn.execute(sql, args)
             conn.execute(_ADD_ACTIVE, [first])
 
     def remove_bans(self, keys: Iterable[BanKey], *, forget: bool = False) -> int:
@@ -420,7 +447,8 @@ class SqliteStore:
             raise StoreError(self.path, f"the ban database is corrupt: {problems[0]}")
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        with self._lock:  # waits for a call still running in another thread
+            conn, self._conn = self._conn, None
         if conn is None:
             return
         with self._errors("cannot close the ban database"):
