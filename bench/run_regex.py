@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +131,31 @@ class Banish:
 
 
 def find_banish(cmd: str | None) -> Banish | None:
-    """--banish CMD, else `banish` on PATH, else the repo's .venv, else src/ via PYTHONPATH."""
+    """--banish CMD, else `banish` on PATH, else the repo's .venv, else src/ via PYTHONPATH.
+
+    Its bytecode is compiled first, as installing a package does (pip, or Debian's py3compile
+    for fail2ban): with PYTHONDONTWRITEBYTECODE set, an editable install would otherwise
+    compile every module from source on each run."""
+    found = _find_banish(cmd)
+    if found is not None:
+        _compile_bytecode(found)
+    return found
+
+
+def _compile_bytecode(b: Banish) -> None:
+    python = [sys.executable]
+    if len(b.argv) == 1:  # a console script: its own interpreter, from the shebang
+        with suppress(OSError), open(b.argv[0], "rb") as fh:
+            first = fh.readline()
+            if first.startswith(b"#!") and b"python" in first:
+                python = first[2:].decode(errors="replace").split()
+    code = ("import compileall, os, banish; "
+            "compileall.compile_dir(os.path.dirname(banish.__file__), quiet=1)")
+    subprocess.run([*python, "-c", code], env=b.env, capture_output=True, check=False,
+                   timeout=120)
+
+
+def _find_banish(cmd: str | None) -> Banish | None:
     if cmd:
         return Banish(shlex.split(cmd), None, cmd)
     exe = shutil.which("banish") or (str(REPO / ".venv/bin/banish")

@@ -233,3 +233,38 @@ def test_one_megabyte_line() -> None:
     fresh = DateDetector.auto()
     assert fresh.find("GET /" + junk + " 2005-08-13 20:10:05", NOW) is None
     assert time.perf_counter() - started < 1.0
+
+
+# Minutes around the CET spring and autumn changes (jumps there fall between minutes), and
+# below ``ahead`` puts "now + 1 day" inside a minute: a date without a year further ahead is
+# last year's, so that minute's seconds jump a year.
+_JUMPY_MINUTES = [datetime(2005, 3, 27, 1, 59), datetime(2005, 3, 27, 2, 0),
+                  datetime(2005, 10, 30, 2, 59), datetime(2005, 10, 30, 2, 0),
+                  datetime(2005, 10, 30, 3, 0)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    minutes=st.lists(st.one_of(st.sampled_from(_JUMPY_MINUTES), naive_times.map(
+        lambda d: d.replace(year=2005, second=0, microsecond=0))), min_size=1, max_size=4),
+    seconds=st.lists(st.integers(0, 60), min_size=2, max_size=30),
+    picks=st.lists(st.integers(0, 3), min_size=30, max_size=30),
+    # now - 1 day in mid-minute puts the year turn inside a minute of the log
+    ahead=st.sampled_from([-86400 + 30, -86400 + 1, -86400 - 30, 0, 30, 7 * 86400]),
+    layout=st.sampled_from(["%b %d %H:%M:{s} host sshd[1]: x", "%Y-%m-%d %H:%M:{s} x",
+                            "%Y-%m-%dT%H:%M:{s}.123+0200 x", "%d/%b/%Y:%H:%M:{s} x"]),
+)
+def test_lines_sharing_a_minute_get_the_times_of_lines_alone(
+        minutes: list[datetime], seconds: list[int], picks: list[int], ahead: int,
+        layout: str) -> None:
+    """One detector fed a log (which reuses a minute's conversion for its other seconds)
+    gives every line the time a fresh detector gives that line alone."""
+    now = _local_epoch(minutes[0]) + ahead
+    lines = [minutes[p % len(minutes)].strftime(layout).format(s=f"{s:02d}")
+             for p, s in zip(picks, seconds, strict=False)]
+    running = DateDetector.auto()
+    for line in lines:
+        alone = DateDetector.auto().find(line, now)
+        hit = running.find(line, now)
+        assert (hit and (hit.start, hit.end, hit.time, hit.dropped)) == (
+            alone and (alone.start, alone.end, alone.time, alone.dropped)), line

@@ -176,7 +176,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             tally.ignored += 1
         elif result.hits:
             tally.matched += 1
-            seen_matched.add(outcome.index)
+            if keep_missed:
+                seen_matched.add(outcome.index)
             if args.print_all_matched:
                 tally.matched_lines.append(outcome.text)
     tally.lines = matcher.lines_seen

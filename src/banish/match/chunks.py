@@ -11,19 +11,44 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .filter import CompiledFilter, LineResult
+from .filter import CompiledFilter, LineResult, SessionView
 from .prefilter import Prefilter, required_all
 
 _LOOKBACK_LINES = 5
 
 
+class _LineNumbers:
+    """Line numbers of offsets in one chunk, counted only when asked (in increasing order,
+    as outcomes come): the daemon and a plain report never ask, and counting the newlines of
+    a 100 MB log costs a twentieth of scanning it."""
+
+    __slots__ = ("_chunk", "_index", "_pos")
+
+    def __init__(self, chunk: bytes, base: int) -> None:
+        self._chunk, self._index, self._pos = chunk, base, 0
+
+    def at(self, offset: int) -> int:
+        if offset >= self._pos:
+            self._index += self._chunk.count(b"\n", self._pos, offset)
+        else:
+            self._index -= self._chunk.count(b"\n", offset, self._pos)
+        self._pos = offset
+        return self._index
+
+
 @dataclass(slots=True)
 class LineOutcome:
-    """A processed line: its 0-based index in the whole input, its text and the result."""
+    """A processed line: its text and the result; ``index`` is its 0-based line number in the
+    whole input."""
 
-    index: int
     text: str
     result: LineResult
+    _numbers: _LineNumbers
+    _offset: int
+
+    @property
+    def index(self) -> int:
+        return self._numbers.at(self._offset)
 
 
 def prefilter_for(flt: CompiledFilter) -> Prefilter | None:
@@ -54,6 +79,8 @@ class ChunkMatcher:
         self.filter = flt
         self.prefilter = prefilter_for(flt) if use_prefilter else None
         self.lines_seen = 0
+        self._closing_only: dict[tuple[int, ...], bool] = {}
+        """Per prefilter verdict: can such a line only close a session (memoized)?"""
 
     def feed(self, chunk: bytes, now: float) -> Iterator[LineOutcome]:
         """Process a chunk that ends with a newline (or is the final piece of input).
@@ -66,32 +93,31 @@ class ChunkMatcher:
         line_count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         self.lines_seen += line_count
         flt = self.filter
+        numbers = _LineNumbers(chunk, base)
         if self.prefilter is None:
-            for i, raw in enumerate(chunk.split(b"\n")[:line_count]):
+            offset = 0
+            for raw in chunk.split(b"\n")[:line_count]:
                 text = decode(raw)
-                yield LineOutcome(base + i, text, flt.process(text, now))
+                yield LineOutcome(text, flt.process(text, now), numbers, offset)
+                offset += len(raw) + 1
             return
-        index = base
-        pos = 0
-        count = chunk.count
-        find = chunk.find
         session_only = flt.session_only if flt.sessions_from_prefregex else frozenset()
-        may_be_open = flt.session_may_be_open
-        for start, regexes in self.prefilter.candidates(chunk):
-            end = find(b"\n", start)
-            if end < 0:
-                end = len(chunk)
-            raw = chunk[start:end]
-            if session_only and session_only.issuperset(regexes) and not may_be_open(raw):
-                continue  # it could only close a session that is not open: a no-op
-            index += count(b"\n", pos, start)  # only for lines we yield: fewer calls
-            pos = start
-            text = decode(raw)
+        closing_only = self._closing_only
+        sessions = SessionView(flt, chunk)
+        for start, end, regexes in self.prefilter.candidates(chunk):
+            if session_only:
+                only_closes = closing_only.get(regexes)
+                if only_closes is None:
+                    only_closes = closing_only[regexes] = session_only.issuperset(regexes)
+                if only_closes and not sessions.may_be_open(start, end):
+                    continue  # it could only close a session that is not open: a no-op
+            text = decode(chunk[start:end])
 
             def recall(start: int = start) -> float | None:
                 return self._recall_date(chunk, start, now)
 
-            yield LineOutcome(index, text, flt.process(text, now, recall=recall, only=regexes))
+            yield LineOutcome(text, flt.process(text, now, recall=recall, only=regexes), numbers,
+                              start)
 
     def _recall_date(self, chunk: bytes, start: int, now: float) -> float | None:
         """The date of the closest dated line before ``start`` (a few lines back at most)."""

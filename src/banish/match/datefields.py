@@ -216,6 +216,10 @@ class FieldPlan:
 
     steps: tuple[tuple[int, int], ...]  # (index into match.groups(), field code)
     ampm: int  # index of the %p group, or -1
+    second: int = -1
+    """Index of the one seconds group, or -1 (none, or several)."""
+    minute_groups: tuple[int, ...] = ()
+    """Indices of every group the time depends on but the seconds."""
 
     @classmethod
     def of(cls, regex: re.Pattern[str]) -> FieldPlan:
@@ -223,7 +227,29 @@ class FieldPlan:
         steps = tuple(
             sorted((i - 1, _FIELD_CODES[n]) for n, i in names.items() if n in _FIELD_CODES)
         )
-        return cls(steps, names["p"] - 1 if "p" in names else -1)
+        ampm = names["p"] - 1 if "p" in names else -1
+        seconds = [i for i, code in steps if code == _SECOND]
+        second = seconds[0] if len(seconds) == 1 else -1
+        others = sorted({i for i, _ in steps if i != second} | ({ampm} if ampm >= 0 else set()))
+        return cls(steps, ampm, second, tuple(others))
+
+    def minute_of(self, groups: tuple[str | None, ...]) -> tuple[tuple[str | None, ...], int] | None:
+        """(the groups that name the minute, the second 0-59), or None if this date's second
+        is not a plain 0-59; see `DateDetector.find`."""
+        if self.second < 0:
+            return None
+        text = groups[self.second]
+        if text is None or not text.isdigit() or not text.isascii():
+            return None
+        second = int(text)
+        if second > 59:
+            return None
+        return tuple([groups[i] for i in self.minute_groups]), second
+
+    def with_second(self, groups: tuple[str | None, ...], second: int) -> tuple[str | None, ...]:
+        changed = list(groups)
+        changed[self.second] = f"{second:02d}"
+        return tuple(changed)
 
 
 def fields_to_time(

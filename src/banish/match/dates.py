@@ -158,6 +158,9 @@ def _templates_for(datepattern: str) -> list[Template]:
     return templates
 
 
+_NOT_LINEAR = float("-inf")
+
+
 class DateDetector:
     """The date detector of one filter (stateful: feed it a log's lines in order)."""
 
@@ -168,6 +171,7 @@ class DateDetector:
         "_last_line",
         "_last_span",
         "_memo",
+        "_minute",
         "_need_sets",
         "_slots",
     )
@@ -194,6 +198,10 @@ class DateDetector:
             None,
             None,
         )
+        # the last minute: (template, minute groups, now or None, time at its second 0; None
+        # until a second line of it came, _NOT_LINEAR if it holds a DST change or a day turn)
+        self._minute: tuple[Template | None, tuple[str | None, ...], float | None,
+                            float | None] = (None, (), None, None)
 
     @classmethod
     def auto(cls, *, logtimezone: str | None = None) -> DateDetector:
@@ -252,6 +260,13 @@ class DateDetector:
             and ctx.same_zone()
         ):
             return _hit(start, end, memo[3], False)
+        minute = template.plan.minute_of(fields) if template.plan is not None else None
+        if minute is not None:
+            value = self._from_minute(template, fields, minute, now)
+            if value is not None:
+                self._memo = (template, fields, now if self._minute[2] is not None else None,
+                              value)
+                return _hit(start, end, value, False)
         ctx.used_now = False
         try:
             value = self._time(match, fields, template, now)
@@ -260,7 +275,44 @@ class DateDetector:
         except (LineDroppedError, TypeError, AttributeError):
             return _hit(start, end, None, True)
         self._memo = (template, fields, now if ctx.used_now else None, value)
+        if minute is not None and self._minute[1] != minute[0]:
+            # A new minute: remembered, but worked out only when a second line of it comes.
+            self._minute = (template, minute[0], None, None)
         return _hit(start, end, value, False)
+
+    def _from_minute(self, template: Template, fields: tuple[str | None, ...],
+                     minute: tuple[tuple[str | None, ...], int], now: float) -> float | None:
+        """The time of a date whose minute was seen before, as the minute's start plus the
+        seconds: most lines of a busy log share their minute with the line before.
+
+        The second line of a minute converts seconds 0 and 59 of it; the shortcut is used only
+        when they are exactly 59 s apart. Every jump fail2ban's conversion can make (a day or
+        a year back for a date without one, a DST change) is at least an hour, so a minute
+        whose ends are 59 s apart is linear all through.
+        """
+        plan = template.plan
+        key, second = minute
+        memo_template, memo_key, memo_now, start = self._minute
+        if memo_template is not template or memo_key != key or plan is None:
+            return None
+        if memo_now is not None and memo_now != now:
+            return None
+        if not self._ctx.same_zone():
+            self._minute = (None, (), None, None)
+            return None
+        if start is None:
+            ctx = self._ctx
+            ctx.used_now = False
+            try:
+                first = fields_to_time(plan, plan.with_second(fields, 0), ctx, now)
+                last = fields_to_time(plan, plan.with_second(fields, 59), ctx, now)
+            except (ValueError, OverflowError, LineDroppedError, TypeError, AttributeError):
+                return None
+            start = first if last - first == 59 else _NOT_LINEAR
+            self._minute = (template, key, now if ctx.used_now else None, start)
+        if start == _NOT_LINEAR:
+            return None  # every line of this minute takes the full conversion
+        return start + second
 
     def _time(
         self, match: re.Match[str], fields: tuple[str | None, ...], template: Template, now: float

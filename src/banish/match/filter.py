@@ -114,6 +114,7 @@ class CompiledFilter:
         self._last_date_text = ""
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
         self._session_tokens: Counter[bytes] = Counter()
+        self._session_frames: Counter[bytes] = Counter()  # see SessionView
         self._session_opened: dict[str, float] = {}
         self._now = 0.0
         self._untokened_sessions = 0
@@ -348,11 +349,12 @@ class CompiledFilter:
     def _open_session(self, mlfid: str, fail: dict[str, object]) -> None:
         self._mlfid[mlfid] = fail
         self._session_opened[mlfid] = self._now
-        token = _session_token(mlfid)
+        token, frame = _session_token(mlfid)
         if token is None:
             self._untokened_sessions += 1
         else:
             self._session_tokens[token] += 1
+            self._session_frames[frame] += 1
         if len(self._mlfid) > _MLFID_CACHE_SIZE:
             self._close_session(next(iter(self._mlfid)))
 
@@ -360,13 +362,16 @@ class CompiledFilter:
         self._session_opened.pop(mlfid, None)
         if self._mlfid.pop(mlfid, None) is None:
             return
-        token = _session_token(mlfid)
+        token, frame = _session_token(mlfid)
         if token is None:
             self._untokened_sessions -= 1
         else:
             self._session_tokens[token] -= 1
             if self._session_tokens[token] <= 0:
                 del self._session_tokens[token]
+            self._session_frames[frame] -= 1
+            if self._session_frames[frame] <= 0:
+                del self._session_frames[frame]
 
     def session_may_be_open(self, raw_line: bytes) -> bool:
         """False only if no open session's id can occur in this raw line (before decoding
@@ -383,20 +388,78 @@ class CompiledFilter:
             return False
         return not tokens.keys().isdisjoint(raw_line.translate(_ONLY_DIGITS).split())
 
+class SessionView:
+    """`CompiledFilter.session_may_be_open` for lines of one chunk, by offsets, for the hundred
+    thousand lines of a big log that could only close a session.
+
+    When every open session's token sits between the same two characters (``[3182]`` in
+    ``sshd[3182]:``, the usual case), only what lies between those characters in the line is
+    looked up: a couple of ``find`` calls. Otherwise the chunk's digit runs are isolated once
+    (a C pass over 8 MB) and each line's runs are compared with the open tokens.
+    """
+
+    __slots__ = ("_chunk", "_digits", "_filter")
+
+    def __init__(self, flt: CompiledFilter, chunk: bytes) -> None:
+        self._filter, self._chunk = flt, chunk
+        self._digits: bytes | None = None
+
+    def may_be_open(self, start: int, end: int) -> bool:
+        flt = self._filter
+        if flt._untokened_sessions:
+            return True
+        tokens = flt._session_tokens
+        if not tokens:
+            return False
+        frames = flt._session_frames
+        if len(frames) == 1:
+            frame = next(iter(frames))
+            if len(frame) == 2 and frame[:1] not in _COMMON_BOUNDS:
+                return self._framed(frame, tokens, start, end)
+        if self._digits is None:
+            self._digits = self._chunk.translate(_ONLY_DIGITS)
+        return not tokens.keys().isdisjoint(self._digits[start:end].split())
+
+    def _framed(self, frame: bytes, tokens: Counter[bytes], start: int, end: int) -> bool:
+        """Any ``open + token + close`` in the line? A token of that frame shows in a line that
+        holds it exactly so (the frame characters belong to the same date-safe piece)."""
+        find = self._chunk.find
+        opener, closer = frame[:1], frame[1:]
+        pos = find(opener, start, end)
+        while pos >= 0:
+            close = find(closer, pos + 1, end)
+            if close < 0:
+                return False
+            if self._chunk[pos + 1:close] in tokens:
+                return True
+            pos = find(opener, pos + 1, end)
+        return False
+
+
 _DIGIT_RUN = re.compile(r"[0-9]+")
 # bytes.translate + split: the ASCII digit runs of a line, about 4x faster than a regex.
 _ONLY_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
 
 
+# Characters around a digit run too common in log lines for the framed search to pay off.
+_COMMON_BOUNDS = frozenset(bytes([c]) for c in b" \t:.,-/=")
+
+
 @lru_cache(maxsize=4096)
-def _session_token(mlfid: str) -> bytes | None:
-    best: str | None = None
+def _session_token(mlfid: str) -> tuple[bytes | None, bytes]:
+    """(the longest digit run bounded by non-digits in a date-safe piece of ``mlfid``, the
+    characters just before and after it), or (None, b"")."""
+    best: tuple[str, str] | None = None
     for piece in date_safe_pieces(mlfid):
         for m in _DIGIT_RUN.finditer(piece):
-            if m.start() > 0 and m.end() < len(piece) and (best is None or
-                                                           len(m.group()) > len(best)):
-                best = m.group()
-    return None if best is None else best.encode("ascii")
+            if m.start() > 0 and m.end() < len(piece) and (
+                    best is None or len(m.group()) > len(best[0])):
+                best = m.group(), piece[m.start() - 1] + piece[m.end()]
+    if best is None:
+        return None, b""
+    token, frame = best
+    framed = frame.encode("utf-8") if frame.isascii() else b""
+    return token.encode("ascii"), framed
 
 
 def _as_list(value: object) -> list[str]:

@@ -335,10 +335,10 @@ class Prefilter:
         self._verdicts[word_ids] = result
         return result
 
-    def candidates(self, chunk: bytes) -> list[tuple[int, tuple[int, ...]]]:
-        """(line start offset, sorted regex indices) for each line where some regex has all
-        its needs met (and the required ones too)."""
-        out: list[tuple[int, tuple[int, ...]]] = []
+    def candidates(self, chunk: bytes) -> list[tuple[int, int, tuple[int, ...]]]:
+        """(line start, line end, sorted regex indices) for each line where some regex has all
+        its needs met (and the required ones too); the end is the offset of the newline."""
+        out: list[tuple[int, int, tuple[int, ...]]] = []
         hits = self._word_hits(chunk)
         rfind = chunk.rfind
         find = chunk.find
@@ -362,12 +362,12 @@ class Prefilter:
             i = j
             regexes = verdict(key)
             if regexes is not None:
-                out.append((rfind(b"\n", 0, end - 1) + 1, regexes))
+                out.append((rfind(b"\n", 0, end - 1) + 1, line_end, regexes))
         return out
 
     def candidate_starts(self, chunk: bytes) -> list[int]:
         """Sorted start offsets of the lines in ``chunk`` that hold any literal."""
-        return [start for start, _ in self.candidates(chunk)]
+        return [start for start, _, _ in self.candidates(chunk)]
 
 
 def _escape(word: bytes) -> bytes:
