@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ConfigError
 from ..paths import packaged_config_dir
+from .logfile import chunks_with_candidates
 
 if TYPE_CHECKING:
     # Imported where used: every `banish` command builds this verb's parser, and the matcher
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from ..match.chunks import ChunkMatcher, LineOutcome
     from ..match.filter import CompiledFilter
 
-CHUNK_BYTES = 8 << 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,25 +78,6 @@ def resolve_filter(spec: str, config_dir: str, opts: dict[str, str]) -> FilterDe
         logtype=opts.get("logtype", "file"),
         options={k: v for k, v in opts.items() if k in FILTER_OPTIONS},
     )
-
-
-def _chunks(path: str) -> Iterator[bytes]:
-    """Whole-line chunks of a file; a last line without newline comes as its own piece."""
-    with open(path, "rb") as fh:
-        tail = b""
-        while True:
-            block = fh.read(CHUNK_BYTES)
-            if not block:
-                break
-            block = tail + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                tail = block
-                continue
-            tail = block[cut:]
-            yield block[:cut]
-        if tail:
-            yield tail
 
 
 @dataclass
@@ -152,12 +133,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not is_file and (os.sep in args.log and "\n" not in args.log and os.path.exists(
             os.path.dirname(args.log) or ".") and len(args.log.split()) == 1):
         raise ConfigError(f"no such log file {args.log!r}")
-    chunks: Iterator[bytes] = _chunks(args.log) if is_file else iter(
-        [args.log.encode("utf-8")])
+    chunks = chunks_with_candidates(args.log, matcher.prefilter) if is_file else iter(
+        [(args.log.encode("utf-8"), None)])
 
     def outcomes() -> Iterator[LineOutcome]:
-        for chunk in chunks:
-            yield from matcher.feed(chunk, now)
+        for chunk, found in chunks:
+            yield from matcher.feed(chunk, now, found)
 
     started = _time.perf_counter()
     if args.json:

@@ -13,14 +13,13 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConfigError
 from ..paths import default_config_dir
-from .regex import CHUNK_BYTES
+from .logfile import chunks_with_candidates
 
 if TYPE_CHECKING:  # the loader pulls in the action machinery: import it only when scanning
     from ..config.loader import JailConfig
@@ -57,22 +56,6 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _chunks(path: str) -> Iterator[tuple[bytes, int, int]]:
-    size = os.path.getsize(path)
-    done = 0
-    with open(path, "rb") as fh:
-        tail = b""
-        while block := fh.read(CHUNK_BYTES):
-            done += len(block)
-            block = tail + block
-            cut = block.rfind(b"\n") + 1
-            tail, block = block[cut:], block[:cut]
-            if block:
-                yield block, done, size
-        if tail:
-            yield tail, done, size
-
-
 def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> JailReport:
     from ..core.jail import Jail
     from ..match.chunks import ChunkMatcher
@@ -87,10 +70,13 @@ def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> Ja
             report.missing.append(path)
             continue
         matcher = ChunkMatcher(flt)
-        show = progress is not None and os.path.getsize(path) >= _PROGRESS_MIN_BYTES
-        for chunk, done, size in _chunks(path):
+        size = os.path.getsize(path)
+        show = progress is not None and size >= _PROGRESS_MIN_BYTES
+        done = 0
+        for chunk, found in chunks_with_candidates(path, matcher.prefilter):
+            done += len(chunk)
             # Time flows with the log: "now" is the newest failure seen so far.
-            for outcome in matcher.feed(chunk, now or 0.0):
+            for outcome in matcher.feed(chunk, now or 0.0, found):
                 hit = outcome.result.failure
                 if hit is None or hit.fid is None:
                     continue

@@ -8,13 +8,22 @@ and the daemon all go through here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .filter import CompiledFilter, LineResult, SessionView
+from .filter import CompiledFilter, LineResult
 from .prefilter import Prefilter, required_all
 
 _LOOKBACK_LINES = 5
+
+
+class Prescanned(NamedTuple):
+    """What needs only a chunk's bytes, worked out ahead (cli/logfile.py does it in a helper
+    process): ``Prefilter.candidates`` of the chunk and its newline count."""
+
+    candidates: list[tuple[int, int, tuple[int, ...]]]
+    newlines: int
 
 
 class _LineNumbers:
@@ -82,15 +91,23 @@ class ChunkMatcher:
         self._closing_only: dict[tuple[int, ...], bool] = {}
         """Per prefilter verdict: can such a line only close a session (memoized)?"""
 
-    def feed(self, chunk: bytes, now: float) -> Iterator[LineOutcome]:
+    def feed(self, chunk: bytes, now: float, found: Prescanned | None = None
+             ) -> Iterator[LineOutcome]:
         """Process a chunk that ends with a newline (or is the final piece of input).
 
-        Yields only the lines that were looked at: with a prefilter, the candidates.
+        Yields only the lines that were looked at: with a prefilter, the candidates. ``found``
+        is what a helper process already worked out for this chunk, if any.
         """
+        candidates: Iterable[tuple[int, int, tuple[int, ...]]] | None = None
+        newlines: int | None = None
+        if found is not None:
+            candidates, newlines = found
         base = self.lines_seen
         if not chunk:
             return
-        line_count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        if newlines is None:
+            newlines = chunk.count(b"\n")
+        line_count = newlines + (0 if chunk.endswith(b"\n") else 1)
         self.lines_seen += line_count
         flt = self.filter
         numbers = _LineNumbers(chunk, base)
@@ -101,16 +118,13 @@ class ChunkMatcher:
                 yield LineOutcome(text, flt.process(text, now), numbers, offset)
                 offset += len(raw) + 1
             return
-        session_only = flt.session_only if flt.sessions_from_prefregex else frozenset()
-        closing_only = self._closing_only
-        sessions = SessionView(flt, chunk)
-        for start, end, regexes in self.prefilter.candidates(chunk):
-            if session_only:
-                only_closes = closing_only.get(regexes)
-                if only_closes is None:
-                    only_closes = closing_only[regexes] = session_only.issuperset(regexes)
-                if only_closes and not sessions.may_be_open(start, end):
-                    continue  # it could only close a session that is not open: a no-op
+        if candidates is None:
+            candidates = self.prefilter.candidates(chunk)
+        if flt.sessions_from_prefregex and flt.session_only:
+            # Lines that could only close a session that is not open are no-ops: dropped,
+            # lazily, so each verdict sees the sessions the lines before it left.
+            candidates = flt.without_closed_sessions(chunk, candidates, self._closing_only)
+        for start, end, regexes in candidates:
             text = decode(chunk[start:end])
 
             def recall(start: int = start) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -114,7 +114,7 @@ class CompiledFilter:
         self._last_date_text = ""
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
         self._session_tokens: Counter[bytes] = Counter()
-        self._session_frames: Counter[bytes] = Counter()  # see SessionView
+        self._session_frames: Counter[bytes] = Counter()  # see without_closed_sessions
         self._session_opened: dict[str, float] = {}
         self._now = 0.0
         self._untokened_sessions = 0
@@ -373,67 +373,55 @@ class CompiledFilter:
             if self._session_frames[frame] <= 0:
                 del self._session_frames[frame]
 
-    def session_may_be_open(self, raw_line: bytes) -> bool:
-        """False only if no open session's id can occur in this raw line (before decoding
-        and date removal).
+    def without_closed_sessions(
+        self, chunk: bytes, candidates: Iterable[tuple[int, int, tuple[int, ...]]],
+        closing_only: dict[tuple[int, ...], bool],
+    ) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+        """``candidates`` (line start, end, regexes) of ``chunk`` without the lines whose
+        regexes could only close a session (`session_only`) when no open session's id can be
+        in them. Lazy: consume one, process it, then ask for the next.
 
-        Each open id is indexed by an ASCII digit run bounded by non-digits inside one of its
-        date-safe pieces (e.g. a PID in ``sshd[3182]:``); if the id is in the line, that run is
-        a whole digit run of the raw line too.
+        ``closing_only`` memoizes per regexes tuple whether it is such a line. The hot loop of a
+        big log (a hundred thousand lines per million), so the test is inlined: when every open
+        token sits between the same two characters (``[3182]`` of ``sshd[3182]:``, the usual
+        case) only what lies between them is looked up, a couple of ``find`` calls; otherwise
+        the chunk's ASCII digit runs (isolated once per chunk) are compared.
         """
-        if self._untokened_sessions:
-            return True
-        tokens = self._session_tokens
-        if not tokens:
-            return False
-        return not tokens.keys().isdisjoint(raw_line.translate(_ONLY_DIGITS).split())
-
-class SessionView:
-    """`CompiledFilter.session_may_be_open` for lines of one chunk, by offsets, for the hundred
-    thousand lines of a big log that could only close a session.
-
-    When every open session's token sits between the same two characters (``[3182]`` in
-    ``sshd[3182]:``, the usual case), only what lies between those characters in the line is
-    looked up: a couple of ``find`` calls. Otherwise the chunk's digit runs are isolated once
-    (a C pass over 8 MB) and each line's runs are compared with the open tokens.
-    """
-
-    __slots__ = ("_chunk", "_digits", "_filter")
-
-    def __init__(self, flt: CompiledFilter, chunk: bytes) -> None:
-        self._filter, self._chunk = flt, chunk
-        self._digits: bytes | None = None
-
-    def may_be_open(self, start: int, end: int) -> bool:
-        flt = self._filter
-        if flt._untokened_sessions:
-            return True
-        tokens = flt._session_tokens
-        if not tokens:
-            return False
-        frames = flt._session_frames
-        if len(frames) == 1:
-            frame = next(iter(frames))
-            if len(frame) == 2 and frame[:1] not in _COMMON_BOUNDS:
-                return self._framed(frame, tokens, start, end)
-        if self._digits is None:
-            self._digits = self._chunk.translate(_ONLY_DIGITS)
-        return not tokens.keys().isdisjoint(self._digits[start:end].split())
-
-    def _framed(self, frame: bytes, tokens: Counter[bytes], start: int, end: int) -> bool:
-        """Any ``open + token + close`` in the line? A token of that frame shows in a line that
-        holds it exactly so (the frame characters belong to the same date-safe piece)."""
-        find = self._chunk.find
-        opener, closer = frame[:1], frame[1:]
-        pos = find(opener, start, end)
-        while pos >= 0:
-            close = find(closer, pos + 1, end)
-            if close < 0:
-                return False
-            if self._chunk[pos + 1:close] in tokens:
-                return True
-            pos = find(opener, pos + 1, end)
-        return False
+        session_only = self.session_only
+        tokens, frames = self._session_tokens, self._session_frames
+        find = chunk.find
+        digits: bytes | None = None
+        for candidate in candidates:
+            regexes = candidate[2]
+            closing = closing_only.get(regexes)
+            if closing is None:
+                closing = closing_only[regexes] = session_only.issuperset(regexes)
+            if not closing or self._untokened_sessions:
+                yield candidate
+                continue
+            if not tokens:
+                continue
+            start, end = candidate[0], candidate[1]
+            if len(frames) == 1:
+                frame = next(iter(frames))
+                if len(frame) == 2 and frame[:1] not in _COMMON_BOUNDS:
+                    # A token of that frame shows in a line that holds it exactly so (the
+                    # frame characters are in the same date-safe piece of the id).
+                    opener, closer = frame[:1], frame[1:]
+                    pos = find(opener, start, end)
+                    while pos >= 0:
+                        close = find(closer, pos + 1, end)
+                        if close < 0:
+                            break
+                        if chunk[pos + 1:close] in tokens:
+                            yield candidate
+                            break
+                        pos = find(opener, pos + 1, end)
+                    continue
+            if digits is None:
+                digits = chunk.translate(_ONLY_DIGITS)
+            if not tokens.keys().isdisjoint(digits[start:end].split()):
+                yield candidate
 
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
