@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from banish.cli.logfile import chunks_with_candidates
 from banish.config.filterdef import load_filter
-from banish.match.chunks import ChunkMatcher
+from banish.match.chunks import ChunkMatcher, Prescanned
 from banish.match.filter import CompiledFilter
 from banish.paths import packaged_config_dir
 
@@ -42,11 +43,20 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _verdicts(flt_args: tuple[str, str, dict[str, str]], data: bytes, fast: bool) -> list[tuple[int, str | None, float | None]]:
+def _verdicts(flt_args: tuple[str, str, dict[str, str]], data: bytes, fast: bool,
+              helper: Path | None = None) -> list[tuple[int, str | None, float | None]]:
+    """Failures per line: ``fast`` with the prefilter; ``helper``, a file holding ``data``,
+    read through cli/logfile.py's forked helper in small chunks (its prescan, lean lists)."""
     config, name, opts = flt_args
     matcher = ChunkMatcher(CompiledFilter(load_filter(config, name, opts)), use_prefilter=fast)
+    if helper is None:
+        outcomes = matcher.feed(data, NOW)
+    else:
+        outcomes = (o for chunk, found in chunks_with_candidates(
+            str(helper), matcher.prescan, min_bytes=0, size=64_000)
+            for o in matcher.feed(chunk, NOW, found))
     out = []
-    for outcome in matcher.feed(data, NOW):
+    for outcome in outcomes:
         hit = outcome.result.failure
         if hit is not None:
             out.append((outcome.index, hit.fid, hit.time))
@@ -63,6 +73,7 @@ def test_prefilter_equals_full_matching(logs: Path, config: str, log: str, name:
     fast = _verdicts((config, name, opts), data, True)
     slow = _verdicts((config, name, opts), data, False)
     assert fast == slow
+    assert _verdicts((config, name, opts), data, True, helper=logs / log) == slow
     if name in ("sshd", "dovecot"):
         assert len(fast) > 50, "the generated log should hold attacks for this filter"
 
@@ -86,3 +97,41 @@ def test_closing_line_completes_a_pending_session() -> None:
     fast = _verdicts(args, data, True)
     assert [(i, fid) for i, fid, _ in fast] == [(3, "203.0.113.9")]
     assert fast == _verdicts(args, data, False)
+
+
+def test_lean_list_gives_way_when_a_session_id_is_not_bracketed(tmp_path: Path) -> None:
+    """The helper drops closing lines whose ``[digits]`` no earlier line held; while a
+    session with another kind of id is open, those lines count again."""
+    (tmp_path / "filter.d").mkdir()
+    (tmp_path / "filter.d" / "app.conf").write_text(
+        "[Definition]\n"
+        "prefregex = ^<F-MLFID>\\S+ \\S+</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\n"
+        "failregex = ^fail(?: from <HOST>)?$\n"
+        "            ^<F-NOFAIL><F-MLFFORGET>closed</F-MLFFORGET></F-NOFAIL> from <HOST>$\n"
+        "datepattern = {NONE}\n")
+    flt = CompiledFilter(load_filter(str(tmp_path), "app", {}))
+    lines = [b"srv app[101]: fail from 192.0.2.1",
+             b"srv app(202): fail",
+             b"srv app(202): closed from 192.0.2.2",
+             b"srv app[303]: closed from 192.0.2.3"]
+    chunk = b"\n".join(lines) + b"\n"
+    matcher = ChunkMatcher(flt)
+    found = matcher.prescan(chunk)
+    assert found.lean is not None and len(found.candidates) == 4
+    assert [chunk[s:e] for s, e, _ in found.lean] == lines[:2]  # both closers: unknown [ids]
+    def run(matcher: ChunkMatcher, given: Prescanned | None
+            ) -> tuple[list[str], list[tuple[str | None, float | None]]]:
+        outcomes = list(matcher.feed(chunk, NOW, given))
+        return [o.text for o in outcomes], [(o.result.failure.fid, o.result.failure.time)
+                                            for o in outcomes if o.result.failure is not None]
+
+    def fresh(fast: bool = True) -> ChunkMatcher:
+        return ChunkMatcher(CompiledFilter(load_filter(str(tmp_path), "app", {})),
+                            use_prefilter=fast)
+
+    seen, failures = run(fresh(), found)
+    # app(202) opened a session whose id is not [digits]: its closing line was looked at
+    # (and named the host of its pending failure); app[303] never opened one.
+    assert seen == [line.decode() for line in lines[:3]]
+    assert failures == run(fresh(fast=False), None)[1] == [
+        ("192.0.2.1", None), ("192.0.2.2", None)]

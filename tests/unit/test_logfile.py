@@ -14,9 +14,8 @@ from banish.cli import logfile
 from banish.cli.logfile import chunks_with_candidates, file_chunks
 from banish.cli.main import main
 from banish.config.filterdef import load_filter
-from banish.match.chunks import ChunkMatcher
+from banish.match.chunks import ChunkMatcher, Prescanned
 from banish.match.filter import CompiledFilter
-from banish.match.prefilter import Prefilter
 from banish.paths import packaged_config_dir
 
 SSHD = [
@@ -33,53 +32,46 @@ def _log(path: Path, lines: int, tail: bool = True) -> Path:
     return path
 
 
-def _prefilter() -> tuple[ChunkMatcher, Prefilter]:
+def _matcher() -> ChunkMatcher:
     matcher = ChunkMatcher(CompiledFilter(load_filter(packaged_config_dir(), "sshd", {})))
     assert matcher.prefilter is not None
-    return matcher, matcher.prefilter
+    return matcher
 
 
 @pytest.mark.parametrize("tail", [True, False])
-def test_helper_gives_the_chunks_and_candidates_of_an_in_process_scan(tmp_path: Path,
-                                                                      tail: bool) -> None:
+def test_helper_gives_the_chunks_and_findings_of_an_in_process_prescan(tmp_path: Path,
+                                                                       tail: bool) -> None:
     log = _log(tmp_path / "auth.log", 3000, tail)
-    _, prefilter = _prefilter()
-    helped = list(chunks_with_candidates(str(log), prefilter, min_bytes=0, size=16_000))
+    helped = list(chunks_with_candidates(str(log), _matcher().prescan, min_bytes=0,
+                                         size=16_000))
     alone = list(file_chunks(str(log), size=16_000))
     assert [chunk for chunk, _ in helped] == alone and len(alone) > 5
-    assert all(found is not None for _, found in helped)
+    here = _matcher()
     for chunk, found in helped:
-        assert found is not None
-        assert found.candidates == prefilter.candidates(chunk)
-        assert found.newlines == chunk.count(b"\n")
+        assert found == here.prescan(chunk)
+        assert found.newlines == chunk.count(b"\n") and found.lean is not None
+        assert set(found.lean) <= set(found.candidates)
+    assert sum(len(f.lean) for _, f in helped if f and f.lean) < sum(
+        len(f.candidates) for _, f in helped if f)  # closing lines of unknown ids dropped
 
 
 def test_small_files_and_no_prefilter_get_no_helper(tmp_path: Path) -> None:
     log = _log(tmp_path / "auth.log", 50)
-    _, prefilter = _prefilter()
-    assert [f for _, f in chunks_with_candidates(str(log), prefilter)] == [None]
+    assert [f for _, f in chunks_with_candidates(str(log), _matcher().prescan)] == [None]
     assert [f for _, f in chunks_with_candidates(str(log), None, min_bytes=0)] == [None]
-
-
-class _FailsInHelper(Prefilter):
-    """Raises in the forked helper only: the caller must carry on by itself."""
-
-    def __init__(self, inner: Prefilter, after: int) -> None:
-        self.__dict__.update(inner.__dict__)
-        self._parent, self._after, self._seen = os.getpid(), after, 0
-
-    def candidates(self, chunk: bytes) -> list[tuple[int, int, tuple[int, ...]]]:
-        self._seen += 1
-        if os.getpid() != self._parent and self._seen > self._after:
-            raise RuntimeError("helper broke")
-        return super().candidates(chunk)
 
 
 def test_a_failing_helper_leaves_the_rest_to_the_caller(tmp_path: Path) -> None:
     log = _log(tmp_path / "auth.log", 3000)
-    _, prefilter = _prefilter()
-    helped = list(chunks_with_candidates(str(log), _FailsInHelper(prefilter, 2), min_bytes=0,
-                                         size=16_000))
+    matcher, parent, calls = _matcher(), os.getpid(), [0]
+
+    def prescan(chunk: bytes) -> Prescanned:  # breaks in the forked helper only
+        calls[0] += 1
+        if os.getpid() != parent and calls[0] > 2:
+            raise RuntimeError("helper broke")
+        return matcher.prescan(chunk)
+
+    helped = list(chunks_with_candidates(str(log), prescan, min_bytes=0, size=16_000))
     assert b"".join(chunk for chunk, _ in helped) == log.read_bytes()  # every line, once
     assert all(chunk.endswith(b"\n") for chunk, _ in helped)
     assert [found is not None for _, found in helped][:3] == [True, True, False]
@@ -87,9 +79,9 @@ def test_a_failing_helper_leaves_the_rest_to_the_caller(tmp_path: Path) -> None:
 
 def test_a_file_that_shrinks_while_read_ends_cleanly(tmp_path: Path) -> None:
     log = _log(tmp_path / "auth.log", 3000)
-    _, prefilter = _prefilter()
     seen = []
-    for chunk, _ in chunks_with_candidates(str(log), prefilter, min_bytes=0, size=16_000):
+    for chunk, _ in chunks_with_candidates(str(log), _matcher().prescan, min_bytes=0,
+                                           size=16_000):
         seen.append(chunk)
         if len(seen) == 2:
             os.truncate(log, 100)  # copytruncate rotation in the middle of the run

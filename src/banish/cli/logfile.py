@@ -1,11 +1,12 @@
 """Whole log files for the offline tools (``banish regex``, ``banish scan``), in whole-line
-chunks, with the prefilter's candidate lines found one chunk ahead by a forked helper.
+chunks, with what needs only the bytes worked out one chunk ahead by a forked helper.
 
-On a big file a quarter of the work is the literal scan and the grouping of its hits into
-lines (``Prefilter.candidates``). That part needs only the bytes, so a child process does it
-for chunk k+1 while this process matches chunk k, and sends back the candidates (offsets and
-regex numbers, a few hundred kB per 8 MB chunk). Matching state (sessions, dates) never
-leaves this process, so the results are those of an in-process scan.
+On a big file a third of the work is the literal scan, the grouping of its hits into lines
+and the dropping of lines that cannot matter (``ChunkMatcher.prescan``). That part needs only
+the bytes, so a child process does it for chunk k+1 while this process matches chunk k, and
+sends back the candidates (offsets and regex numbers, a few hundred kB per 8 MB chunk).
+Matching state (sessions, dates) never leaves this process, so the results are those of an
+in-process scan.
 
 Owns the chunking of files and the helper's life. Must not be used from a process that runs
 threads (the daemon): fork copies only the calling thread.
@@ -16,13 +17,12 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from ..match.chunks import Prescanned
-    from ..match.prefilter import Prefilter
 
 CHUNK_BYTES = 8 << 20
 PRESCAN_MIN_BYTES = 4 * CHUNK_BYTES
@@ -46,12 +46,13 @@ def file_chunks(path: str, start: int = 0, size: int = CHUNK_BYTES) -> Iterator[
             yield tail
 
 
-def chunks_with_candidates(path: str, prefilter: Prefilter | None, *,
+def chunks_with_candidates(path: str, prescan: Callable[[bytes], Prescanned] | None, *,
                            min_bytes: int = PRESCAN_MIN_BYTES, size: int = CHUNK_BYTES
                            ) -> Iterator[tuple[bytes, Prescanned | None]]:
-    """``file_chunks(path)``, each with what a helper found in it (None: the caller scans
-    that chunk itself). ``min_bytes``: smaller files get no helper."""
-    if prefilter is None or not hasattr(os, "fork") or os.path.getsize(path) < min_bytes:
+    """``file_chunks(path)``, each with what ``prescan`` (``ChunkMatcher.prescan``, called in
+    the helper on every chunk in order) made of it; None: the caller scans that chunk
+    itself. ``min_bytes``: smaller files get no helper."""
+    if prescan is None or not hasattr(os, "fork") or os.path.getsize(path) < min_bytes:
         for chunk in file_chunks(path, size=size):
             yield chunk, None
         return
@@ -63,7 +64,7 @@ def chunks_with_candidates(path: str, prefilter: Prefilter | None, *,
             os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             with open(write_end, "wb") as out:
-                _helper(path, prefilter, out, size)
+                _helper(path, prescan, out, size)
             status = 0
         finally:
             os._exit(status)
@@ -87,13 +88,12 @@ def chunks_with_candidates(path: str, prefilter: Prefilter | None, *,
         yield chunk, None
 
 
-def _helper(path: str, prefilter: Prefilter, out: BinaryIO, size: int) -> None:
-    from ..match.chunks import Prescanned
-
+def _helper(path: str, prescan: Callable[[bytes], Prescanned], out: BinaryIO,
+            size: int) -> None:
     offset = 0
     for chunk in file_chunks(path, size=size):
-        found = Prescanned(prefilter.candidates(chunk), chunk.count(b"\n"))
-        pickle.dump((offset, len(chunk), found), out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((offset, len(chunk), prescan(chunk)), out,
+                    protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()  # the caller waits for exactly this chunk
         offset += len(chunk)
 

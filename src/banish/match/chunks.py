@@ -18,12 +18,18 @@ from .prefilter import Prefilter, required_all
 _LOOKBACK_LINES = 5
 
 
+Candidates = list[tuple[int, int, tuple[int, ...]]]
+
+
 class Prescanned(NamedTuple):
     """What needs only a chunk's bytes, worked out ahead (cli/logfile.py does it in a helper
-    process): ``Prefilter.candidates`` of the chunk and its newline count."""
+    process): ``Prefilter.candidates`` of the chunk, its newline count, and ``lean``: the
+    candidates without the lines that could only close a session and hold no ``[digits]``
+    seen in an earlier line that could open one (see `ChunkMatcher.prescan`)."""
 
-    candidates: list[tuple[int, int, tuple[int, ...]]]
+    candidates: Candidates
     newlines: int
+    lean: Candidates | None = None
 
 
 class _LineNumbers:
@@ -90,6 +96,56 @@ class ChunkMatcher:
         self.lines_seen = 0
         self._closing_only: dict[tuple[int, ...], bool] = {}
         """Per prefilter verdict: can such a line only close a session (memoized)?"""
+        self._bracketed: set[bytes] | None = None
+        """`prescan`'s ``[digits]`` of every line so far that could open a session."""
+
+    def prescan(self, chunk: bytes) -> Prescanned:
+        """What ``feed`` needs of ``chunk`` that depends on its bytes alone, for a helper
+        process to work out ahead (call it on the chunks in order, in one process).
+
+        ``lean`` serves the usual multi-line case, an id framed like ``sshd[3182]``: a line
+        that could only close a session is a no-op unless an open session's id is in it; every
+        such id was in an earlier line that could open a session (one ``feed`` processes), so a
+        closing line none of whose ``[...]`` holds the digits of such a line's ``[...]`` is
+        a no-op whenever all open ids are ``[digits]`` (`CompiledFilter.without_closed_sessions`
+        then reads ``lean``). Dropping most closing lines of a busy log here, in the helper,
+        spares ``feed`` a loop over a hundred thousand of them.
+        """
+        assert self.prefilter is not None
+        candidates = self.prefilter.candidates(chunk)
+        flt = self.filter
+        if not (flt.sessions_from_prefregex and flt.session_only):
+            return Prescanned(candidates, chunk.count(b"\n"))
+        seen = self._bracketed
+        if seen is None:  # what was open when this process was forked counts too
+            seen = self._bracketed = set(flt.bracketed_session_tokens())
+        closing_only, session_only = self._closing_only, flt.session_only
+        find = chunk.find
+        lean: Candidates = []
+        for candidate in candidates:
+            start, end, regexes = candidate
+            closing = closing_only.get(regexes)
+            if closing is None:
+                closing = closing_only[regexes] = session_only.issuperset(regexes)
+            pos = find(b"[", start, end)
+            if not closing:
+                lean.append(candidate)
+                while pos >= 0:
+                    close = find(b"]", pos + 1, end)
+                    if close < 0:
+                        break
+                    seen.add(chunk[pos + 1:close])
+                    pos = find(b"[", pos + 1, end)
+                continue
+            while pos >= 0:
+                close = find(b"]", pos + 1, end)
+                if close < 0:
+                    break
+                if chunk[pos + 1:close] in seen:
+                    lean.append(candidate)
+                    break
+                pos = find(b"[", pos + 1, end)
+        return Prescanned(candidates, chunk.count(b"\n"), lean)
 
     def feed(self, chunk: bytes, now: float, found: Prescanned | None = None
              ) -> Iterator[LineOutcome]:
@@ -98,10 +154,11 @@ class ChunkMatcher:
         Yields only the lines that were looked at: with a prefilter, the candidates. ``found``
         is what a helper process already worked out for this chunk, if any.
         """
-        candidates: Iterable[tuple[int, int, tuple[int, ...]]] | None = None
+        candidates: Candidates | None = None
         newlines: int | None = None
+        lean: Candidates | None = None
         if found is not None:
-            candidates, newlines = found
+            candidates, newlines, lean = found
         base = self.lines_seen
         if not chunk:
             return
@@ -120,11 +177,12 @@ class ChunkMatcher:
             return
         if candidates is None:
             candidates = self.prefilter.candidates(chunk)
+        lines: Iterable[tuple[int, int, tuple[int, ...]]] = candidates
         if flt.sessions_from_prefregex and flt.session_only:
             # Lines that could only close a session that is not open are no-ops: dropped,
             # lazily, so each verdict sees the sessions the lines before it left.
-            candidates = flt.without_closed_sessions(chunk, candidates, self._closing_only)
-        for start, end, regexes in candidates:
+            lines = flt.without_closed_sessions(chunk, candidates, self._closing_only, lean)
+        for start, end, regexes in lines:
             text = decode(chunk[start:end])
 
             def recall(start: int = start) -> float | None:

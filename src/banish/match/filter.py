@@ -9,10 +9,12 @@ no clock; the prefilter (``prefilter.py``) decides which lines are worth handing
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 
 from ..config.filterdef import FilterDefinition
 from ..errors import ConfigError
@@ -115,6 +117,7 @@ class CompiledFilter:
         self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
         self._session_tokens: Counter[bytes] = Counter()
         self._session_frames: Counter[bytes] = Counter()  # see without_closed_sessions
+        self._session_test: tuple[bytes, bytes] | int = _NONE_OPEN
         self._session_opened: dict[str, float] = {}
         self._now = 0.0
         self._untokened_sessions = 0
@@ -355,6 +358,7 @@ class CompiledFilter:
         else:
             self._session_tokens[token] += 1
             self._session_frames[frame] += 1
+        self._sessions_changed()
         if len(self._mlfid) > _MLFID_CACHE_SIZE:
             self._close_session(next(iter(self._mlfid)))
 
@@ -372,56 +376,87 @@ class CompiledFilter:
             self._session_frames[frame] -= 1
             if self._session_frames[frame] <= 0:
                 del self._session_frames[frame]
+        self._sessions_changed()
+
+    def _sessions_changed(self) -> None:
+        """How `without_closed_sessions` tests a line now (see there)."""
+        frames = self._session_frames
+        if self._untokened_sessions:
+            self._session_test = _ANY_OPEN
+        elif not self._session_tokens:
+            self._session_test = _NONE_OPEN
+        elif len(frames) == 1 and (frame := next(iter(frames)))[:1] not in _COMMON_BOUNDS:
+            self._session_test = _BRACKET_TEST if frame == _BRACKETS else (frame[:1], frame[1:])
+        else:
+            self._session_test = _DIGIT_RUNS
+
+    def bracketed_session_tokens(self) -> list[bytes]:
+        """The tokens of the open sessions that sit in ``[...]`` (see ChunkMatcher.prescan)."""
+        if self._session_frames.get(_BRACKETS, 0) == 0:
+            return []
+        return [token for token, frame in map(_session_token, self._mlfid)
+                if token is not None and frame == _BRACKETS]
 
     def without_closed_sessions(
-        self, chunk: bytes, candidates: Iterable[tuple[int, int, tuple[int, ...]]],
+        self, chunk: bytes, candidates: Sequence[tuple[int, int, tuple[int, ...]]],
         closing_only: dict[tuple[int, ...], bool],
+        lean: Sequence[tuple[int, int, tuple[int, ...]]] | None = None,
     ) -> Iterator[tuple[int, int, tuple[int, ...]]]:
         """``candidates`` (line start, end, regexes) of ``chunk`` without the lines whose
         regexes could only close a session (`session_only`) when no open session's id can be
         in them. Lazy: consume one, process it, then ask for the next.
 
-        ``closing_only`` memoizes per regexes tuple whether it is such a line. The hot loop of a
+        ``closing_only`` memoizes per regexes tuple whether it is such a line. ``lean``
+        (`ChunkMatcher.prescan`) is used while every open token is ``[digits]``. The hot loop of a
         big log (a hundred thousand lines per million), so the test is inlined: when every open
         token sits between the same two characters (``[3182]`` of ``sshd[3182]:``, the usual
         case) only what lies between them is looked up, a couple of ``find`` calls; otherwise
         the chunk's ASCII digit runs (isolated once per chunk) are compared.
         """
         session_only = self.session_only
-        tokens, frames = self._session_tokens, self._session_frames
+        tokens = self._session_tokens
         find = chunk.find
         digits: bytes | None = None
-        for candidate in candidates:
+        source, i = (candidates, 0) if lean is None else (lean, 0)
+        while True:
+            if source is lean and self._session_test is not _BRACKET_TEST and \
+                    self._session_test != _NONE_OPEN:
+                # Not only [digits] tokens open any more: the whole list after the last line
+                # taken from lean (lines it dropped may count now).
+                after = source[i - 1][0] if i else -1
+                source, i = candidates, bisect_right(candidates, after, key=itemgetter(0))
+            if i >= len(source):
+                return
+            candidate = source[i]
+            i += 1
             regexes = candidate[2]
             closing = closing_only.get(regexes)
             if closing is None:
                 closing = closing_only[regexes] = session_only.issuperset(regexes)
-            if not closing or self._untokened_sessions:
+            test = self._session_test
+            if not closing or test == _ANY_OPEN:
                 yield candidate
+            elif test == _NONE_OPEN:
                 continue
-            if not tokens:
-                continue
-            start, end = candidate[0], candidate[1]
-            if len(frames) == 1:
-                frame = next(iter(frames))
-                if len(frame) == 2 and frame[:1] not in _COMMON_BOUNDS:
-                    # A token of that frame shows in a line that holds it exactly so (the
-                    # frame characters are in the same date-safe piece of the id).
-                    opener, closer = frame[:1], frame[1:]
-                    pos = find(opener, start, end)
-                    while pos >= 0:
-                        close = find(closer, pos + 1, end)
-                        if close < 0:
-                            break
-                        if chunk[pos + 1:close] in tokens:
-                            yield candidate
-                            break
-                        pos = find(opener, pos + 1, end)
-                    continue
-            if digits is None:
-                digits = chunk.translate(_ONLY_DIGITS)
-            if not tokens.keys().isdisjoint(digits[start:end].split()):
-                yield candidate
+            elif not isinstance(test, tuple):  # _DIGIT_RUNS
+                if digits is None:
+                    digits = chunk.translate(_ONLY_DIGITS)
+                if not tokens.keys().isdisjoint(digits[candidate[0]:candidate[1]].split()):
+                    yield candidate
+            else:
+                # A token of that frame shows in a line that holds it exactly so (the frame
+                # characters are in the same date-safe piece of the id).
+                opener, closer = test
+                start, end = candidate[0], candidate[1]
+                pos = find(opener, start, end)
+                while pos >= 0:
+                    close = find(closer, pos + 1, end)
+                    if close < 0:
+                        break
+                    if chunk[pos + 1:close] in tokens:
+                        yield candidate
+                        break
+                    pos = find(opener, pos + 1, end)
 
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
@@ -430,7 +465,12 @@ _ONLY_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
 
 
 # Characters around a digit run too common in log lines for the framed search to pay off.
-_COMMON_BOUNDS = frozenset(bytes([c]) for c in b" \t:.,-/=")
+_COMMON_BOUNDS = frozenset(bytes([c]) for c in b" \t:.,-/=") | {b""}
+# CompiledFilter._session_test besides a frame: every line may belong to an open session (one
+# has no token), none is open, or compare digit runs.
+_ANY_OPEN, _NONE_OPEN, _DIGIT_RUNS = 0, 1, 2
+_BRACKETS = b"[]"
+_BRACKET_TEST = (b"[", b"]")
 
 
 @lru_cache(maxsize=4096)
