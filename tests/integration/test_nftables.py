@@ -168,6 +168,35 @@ def test_new_ban_over_a_leftover_element_gets_at_least_its_time(ns: Namespace, p
     assert "timeout-probe" not in sets  # the scratch set is gone after the question
 
 
+def test_bans_as_text_equal_bans_as_entries(tmp_path: Path) -> None:
+    """`NftablesBackend.ban_texts` (the enforcer's bulk path) leaves the kernel as `ban` with
+    the same bans does: hosts, networks, both families, permanent, a duplicate's longest."""
+    bans: list[tuple[str, float | None]] = [
+        ("198.51.100.7", 600), ("2001:db8::7", 900.5), ("203.0.113.0/24", None),
+        ("2001:db8:1::/64", 1200), ("198.51.100.8", 30), ("198.51.100.8", 3000),
+        ("192.0.2.77", None)]
+    seen = []
+    for path in ("texts", "entries"):
+        with namespace() as ns:
+            backend = NftablesBackend(netns=ns.name)
+            run(backend.start([SSHD]))
+            if path == "texts":
+                run(backend.ban_texts("sshd", bans))
+            else:
+                run(backend.ban([entry(a, expires_in=t) for a, t in bans]))
+            got = NftProbe(ns).bans("sshd")
+            seen.append({net: None if left is None else round(left, -2)
+                         for net, left in got.items()})
+    assert seen[0] == seen[1] and len(seen[0]) == 6
+    backend = NftablesBackend()
+    backend._jails = {"sshd": SSHD}
+    for hostile in ('1.2.3.4", "x', "1.2.3.4\n", "10.0.0.1 timeout 1s"):
+        with pytest.raises(ValueError, match="not a canonical address"):
+            run(backend.ban_texts("sshd", [("198.51.100.9", 60), (hostile, 60)]))
+    with pytest.raises(ValueError, match="positive"):
+        run(backend.ban_texts("sshd", [("198.51.100.9", 0)]))
+
+
 def test_probe_reads_what_it_should(ns: Namespace) -> None:
     """The probe is the tests' eyes: check it against nft's own words once."""
     ns.nft(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Literal, Protocol, TypeAlias, get_args
+from typing import Literal, Protocol, TypeAlias, get_args, runtime_checkable
 
 from banish.errors import BanishError, ConfigError
 
@@ -176,6 +176,20 @@ def jails_by_name(jails: Sequence[JailFirewall]) -> dict[str, JailFirewall]:
     if len(by_name) != len(jails):
         raise ValueError("two jails share a name")
     return by_name
+
+
+@runtime_checkable
+class TextBans(Protocol):
+    """A backend that also takes one jail's bans as canonical address text, skipping the
+    address objects: at 100,000 bans, building and taking apart ``BanEntry`` objects costs
+    more than the kernel's whole transaction. The enforcer uses it for backends that need no
+    `BanDetails`; the result must be that of ``ban`` with the equivalent entries."""
+
+    async def ban_texts(self, jail: str, bans: Sequence[tuple[str, float | None]]) -> None:
+        """Ban each (text, seconds left or None for permanent). Texts are as ``banish.addr``
+        writes them: a host without ``/len``, IPv4-mapped IPv6 already IPv4, a network with
+        its host bits clear."""
+        ...
 
 
 class Backend(Protocol):

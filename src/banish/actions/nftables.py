@@ -38,7 +38,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
@@ -130,26 +130,63 @@ def _elements(cmd: str, set_name: str, elems: list[Any]) -> Json:
     return {cmd: _obj("element", name=set_name, elem=elems)}
 
 
-def _elements_text(cmd: str, key: _SetKey, elems: dict[int, int | None], *,
-                   timed: bool = True) -> str:
-    """``_elements`` for {address as integer: timeout}, already encoded as JSON text.
+_Elems: TypeAlias = Mapping[int, int | None] | Mapping[str, int | None]
+"""A set's elements: {address as integer, or as checked text: timeout or None}."""
+
+
+def _elements_text(cmd: str, key: _SetKey, elems: _Elems, *, timed: bool = True) -> str:
+    """``_elements`` for {address: timeout}, already encoded as JSON text; an address is an
+    integer, or the text of one (a network's address without its length) checked by
+    `_plain_addresses`.
 
     The hot path of a big batch: json.dumps of 100,000 small dicts costs more than nft's
     whole transaction, and the values here need no escaping (inet_ntop writes hex digits,
     dots and colons; the set name goes through json.dumps). tests/unit/test_nft_payload.py
     holds it equal to the dict form."""
     ntop, af, size = socket.inet_ntop, _AF[key.version], _HOST_LEN[key.version] // 8
+    texts = [a if isinstance(a, str) else ntop(af, a.to_bytes(size, "big")) for a in elems]
     if key.host:
-        vals = [f'"{ntop(af, n.to_bytes(size, "big"))}"' for n in elems]
+        vals = [f'"{a}"' for a in texts]
     else:
         plen = key.prefixlen
-        vals = [f'{{"prefix":{{"addr":"{ntop(af, n.to_bytes(size, "big"))}","len":{plen}}}}}'
-                for n in elems]
+        vals = [f'{{"prefix":{{"addr":"{a}","len":{plen}}}}}' for a in texts]
     if timed:
         vals = [v if t is None else f'{{"elem":{{"val":{v},"timeout":{t}}}}}'
                 for v, t in zip(vals, elems.values(), strict=True)]
     return (f'{{"{cmd}":{{"element":{{"family":"{FAMILY}","table":"{TABLE}",'
             f'"name":{json.dumps(key.name)},"elem":[{",".join(vals)}]}}}}}}')
+
+
+_PLAIN_ADDRESSES = re.compile(r"[0-9a-f.:/\n]*")
+
+
+def _plain_addresses(texts: Sequence[str]) -> None:
+    """Refuse any text that is not made of what canonical addresses are made of, so that
+    `_elements_text` may paste it into JSON unescaped (one C pass over the whole batch)."""
+    joined = "\n".join(texts)
+    if not _PLAIN_ADDRESSES.fullmatch(joined) or joined.count("\n") != max(len(texts) - 1, 0):
+        bad = next(t for t in texts if not _PLAIN_ADDRESSES.fullmatch(t) or "\n" in t)
+        raise ValueError(f"not a canonical address: {bad!r}")
+
+
+def _group_texts(jail: str, bans: Iterable[tuple[str, float | None]]
+                 ) -> dict[_SetKey, dict[str, int | None]]:
+    """`_group` for canonical address texts: {set: {address text: timeout}}."""
+    out: dict[_SetKey, dict[str, int | None]] = {}
+    v4, v6 = _SetKey(jail, 4, 32), _SetKey(jail, 6, 128)
+    ceil = math.ceil
+    for text, left in bans:
+        if "/" in text:
+            text, _, length = text.partition("/")
+            key = _SetKey(jail, 6 if ":" in text else 4, int(length))
+        else:
+            key = v6 if ":" in text else v4
+        per_set = out.get(key)
+        if per_set is None:
+            per_set = out[key] = {}
+        timeout = None if left is None else max(1, ceil(left))
+        per_set[text] = _longer(per_set[text], timeout) if text in per_set else timeout
+    return out
 
 
 def _match(left: Json, right: Any) -> Json:
@@ -357,10 +394,23 @@ class NftablesBackend:
                 self._add_extends = await self._probe_add_extends()
 
     async def ban(self, bans: Sequence[BanEntry]) -> None:
+        self._check_jails(bans)
+        await self._ban_grouped(_group(bans), {e.jail for e in bans})
+
+    async def ban_texts(self, jail: str, bans: Sequence[tuple[str, float | None]]) -> None:
+        """`ban` for one jail's bans as (canonical address text, seconds left or None): see
+        `TextBans`. Texts that are not plain address characters are refused (ValueError)."""
+        if jail not in self._jails:
+            raise ValueError(f"jails not started in the firewall: {jail}")
+        for _, left in bans:
+            if left is not None and not (math.isfinite(left) and left > 0):
+                raise ValueError(f"ban in {jail}: seconds left must be positive, not {left!r}")
+        _plain_addresses([text for text, _ in bans])
+        await self._ban_grouped(_group_texts(jail, bans), {jail})
+
+    async def _ban_grouped(self, grouped: Mapping[_SetKey, _Elems], jails: set[str]) -> None:
         # The elements are encoded before taking the lock: a caller that sends a big batch in
         # slices has the next one ready while nft applies this one.
-        self._check_jails(bans)
-        grouped = _group(bans)
         elements: list[Json | str] = []
         for key, elems in sorted(grouped.items()):
             if not self._add_extends:
@@ -370,7 +420,9 @@ class NftablesBackend:
                 ]
             elements.append(_elements_text("add", key, elems))
         async with self._lock:
-            self._check_jails(bans)  # again: a reload may have dropped a jail meanwhile
+            missing = jails - self._jails.keys()  # a reload may have dropped a jail meanwhile
+            if missing:
+                raise ValueError(f"jails not started in the firewall: {', '.join(sorted(missing))}")
             new = sorted(set(grouped) - self._sets)
             commands: list[Json | str] = []
             for key in new:

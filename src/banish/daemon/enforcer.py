@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.base import Backend, BackendError, BanEntry, JailFirewall
+from ..actions.base import Backend, BackendError, BanEntry, JailFirewall, TextBans
 from ..actions.command import BanDetails, DetailedBanEntry
 from ..addr import parse_address
 from ..addr import target as _target
@@ -211,6 +211,9 @@ class Enforcer:
                 await self._apply(name, bans, now, details)
             return
         backend = self.backends[name]
+        if isinstance(backend, TextBans) and not backend.uses_details:
+            await self._apply_texts(name, backend, bans, now)
+            return
         entries: list[BanEntry] = []
         for ban in bans:
             entry = _entry(ban.address, ban.jail, ban.expires_at, now)
@@ -228,6 +231,23 @@ class Enforcer:
                       len(entries), name, exc)
             for e in entries:
                 self.failed[BanKey(str(e.address), e.jail)] = str(exc)
+
+    async def _apply_texts(self, name: str, backend: TextBans, bans: Sequence[Ban],
+                           now: float) -> None:
+        by_jail: dict[str, list[tuple[str, float | None]]] = {}
+        for ban in bans:
+            expires_at = ban.expires_at
+            left = None if expires_at is None else expires_at - now
+            if left is None or left > 0:
+                by_jail.setdefault(ban.jail, []).append((ban.address, left))
+        for jail, texts in by_jail.items():
+            try:
+                await backend.ban_texts(jail, texts)
+            except BackendError as exc:
+                log.error("Applying %d ban(s) with %s failed (will retry): %s",
+                          len(texts), name, exc)
+                for address, _ in texts:
+                    self.failed[BanKey(address, jail)] = str(exc)
 
     async def retry_failed(self, now: float) -> None:
         """Bans a backend refused earlier: reconcile, which also rebuilds lost structure."""
