@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import datetime as dt
+import platform
 import random
 import re
 import shlex
@@ -28,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from run_regex import REPO, Banish, find_banish, run_once
+import machine  # bench/machine.py (scripts run as bench/NAME.py)
+from run_regex import REPO, RESULTS, Banish, find_banish, run_once
 
 PACKAGED = REPO / "src/banish/filters/filter.d"
 FAIL2BAN = Path("/etc/fail2ban/filter.d")
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per hostile file")
     ap.add_argument("--copies", type=int, default=5, help="copies of the line per file")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per run")
+    ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS}")
     ap.add_argument("--metric", choices=("cpu", "wall"), default="cpu",
                     help="child CPU time (default; robust on a busy machine) or wall time")
     a = ap.parse_args(argv)
@@ -218,20 +222,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timing {tool} ({a.metric} time) on {len(filters)} filters × {len(a.kinds)} hostile "
           f"1 MB lines (target < {TARGET_MS:.0f} ms per line)", file=sys.stderr)
     cols = ["baseline", *a.kinds, "worst"]
-    print("| filter | " + " | ".join(f"{c} ms" if c != "baseline" else "start-up ms"
-                                      for c in cols) + " |")
-    print("|---|" + "---:|" * len(cols))
+    table = ["| filter | " + " | ".join(f"{c} ms" if c != "baseline" else "start-up ms"
+                                       for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    print("\n".join(table))
     slow = 0
     with tempfile.TemporaryDirectory(prefix="banish-hostile-") as tmp:
         for flt in filters:
             cells = bench_filter(cmd, env, flt, Path(tmp), a.kinds, a.repeat, a.copies,
                                  a.timeout, a.metric)
             label = flt.name if flt.config != FAIL2BAN.parent else f"{flt.name} (fail2ban)"
-            print(f"| {label} | " + " | ".join(cells.get(c, "") for c in cols) + " |", flush=True)
+            table.append(f"| {label} | " + " | ".join(cells.get(c, "") for c in cols) + " |")
+            print(table[-1], flush=True)
             worst = cells.get("worst", "")
             slow += not worst or worst == "∞" or float(worst) > TARGET_MS
-    print(f"{slow} of {len(filters)} filters over {TARGET_MS:.0f} ms (or failing) on some line",
-          file=sys.stderr)
+    verdict = f"{slow} of {len(filters)} filters over {TARGET_MS:.0f} ms (or failing) on some line"
+    print(verdict, file=sys.stderr)
+    if a.record:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with open(RESULTS, "a") as fh:
+            fh.write(f"\n## {stamp} — hostile 1 MB lines (bench/hostile.py)\n\n"
+                     f"Machine: {machine.cpu_model()}, {machine.cores()} cores, "
+                     f"{machine.memory()}, Python {platform.python_version()}. Command: "
+                     f"`python3 bench/hostile.py {' '.join(sys.argv[1:])}` ({a.metric} ms per "
+                     f"1 MB line, start-up subtracted; target < {TARGET_MS:.0f} ms) with {tool}."
+                     "\n\n" + "\n".join(table) + f"\n\n{verdict}\n")
+        print(f"appended to {RESULTS}", file=sys.stderr)
     return 1 if slow else 0
 
 
