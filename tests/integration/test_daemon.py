@@ -267,3 +267,49 @@ def test_scan_what_if_over_existing_logs(tmp_path: Path) -> None:
     human = subprocess.run([sys.executable, "-m", "banish.cli.main", "scan", "--config",
                             str(d.cfg)], capture_output=True, text=True, check=True).stdout
     assert "Jail demo: 7 lines, 6 failures from 2 addresses, 1 bans" in human
+
+
+def test_ignorecommand_decides_without_stopping_the_daemon(tmp_path: Path) -> None:
+    """fail2ban's ``ignorecommand``: exit 0 ignores the address. A slow command holds back
+    only its own failures: the control socket answers meanwhile, and a command that exceeds
+    its time (or fails) does not ignore."""
+    script = tmp_path / "allowed.sh"
+    gate = tmp_path / "gate"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = 198.18.9.2 ] && while [ ! -e {gate} ]; do sleep 0.05; done\n'
+        '[ "$1" = 198.18.9.1 ] || [ "$1" = 198.18.9.2 ]\n')
+    script.chmod(0o755)
+    jails = (JAILS % "1h") + f"ignorecommand = {script} <ip>\n"
+    with Daemon(tmp_path, jails) as d:
+        d.start()
+        d.fail("a.log", "198.18.9.1", 3)  # the command says: ignore
+        d.fail("a.log", "198.18.9.3", 3)  # the command says: ban
+        wait_for(lambda: "198.18.9.3" in d.bans(), what="the ban the command allowed")
+        assert "198.18.9.1" not in d.bans()
+        assert "Ignore 198.18.9.1 by" in d.log_text()
+        d.fail("a.log", "198.18.9.2", 1)  # its command waits for the gate
+        wait_for(lambda: "198.18.9.2" in _processes(script), what="the command to be running")
+        # The daemon answers while the command runs (a blocked loop would answer only when
+        # the command is killed after 10 s).
+        ping = subprocess.run([sys.executable, "-m", "banish.cli.main", "--socket",
+                               str(d.socket), "ping"], capture_output=True, timeout=5)
+        assert ping.returncode == 0 and "198.18.9.2" in _processes(script)
+        gate.touch()
+        d.fail("a.log", "198.18.9.2", 2)
+        d.fail("a.log", "198.18.9.4", 3)
+        wait_for(lambda: "198.18.9.4" in d.bans(), what="a ban after the slow command")
+        assert "198.18.9.2" not in d.bans()
+
+
+def _processes(script: Path) -> str:
+    """The command lines of the running processes that run ``script``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(script) in cmdline:
+            found.append(cmdline)
+    return "\n".join(found)

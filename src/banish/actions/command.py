@@ -460,39 +460,21 @@ class CommandActions:
         what = operation + (f" for {entry.address}" if entry is not None else "")
         timeout = action.definition.timeout
         log.debug("%s: %s: %s", action.label, what, script)
-        # Output goes to files, not pipes: the command counts as done when it exits, even if
-        # something it started in the background still holds its stdout.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                    start_new_session=True)
-            except OSError as exc:
-                message = f"{what}: cannot run {argv[0]}: {exc.strerror or exc}"
-                log.error("%s: %s", action.label, message)
-                return _Outcome(False, message)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                await _kill_group(proc)
-                message = f"{what} timed out after {timeout:g} s (timeout option) and was killed"
-                log.error("%s: %s", action.label, message)
-                return _Outcome(False, message)
-            except BaseException:  # cancelled (daemon stopping): leave nothing running
-                await asyncio.shield(_kill_group(proc))
-                raise
-            stdout, stderr = _read(out), _read(err)
-        if proc.returncode == 0:
-            if stdout or stderr:
-                log.debug("%s: %s output: %s%s", action.label, what, stdout,
-                          f" (stderr: {stderr})" if stderr else "")
+        done = await run_command(argv, timeout)
+        if done.problem is not None:
+            message = (f"{what} {done.problem} (timeout option)" if done.timed_out
+                       else f"{what}: {done.problem}")
+            log.error("%s: %s", action.label, message)
+            return _Outcome(False, message)
+        if done.returncode == 0:
+            if done.stdout or done.stderr:
+                log.debug("%s: %s output: %s%s", action.label, what, done.stdout,
+                          f" (stderr: {done.stderr})" if done.stderr else "")
             return _Outcome(True)
-        code = proc.returncode if proc.returncode is not None else -1
-        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        message = f"{what} failed ({status})" + (f": {stderr}" if stderr else "")
+        message = f"{what} failed ({done.status})" + (f": {done.stderr}" if done.stderr else "")
         log.error("%s: %s", action.label, message)
-        if stdout:
-            log.debug("%s: %s output: %s", action.label, what, stdout)
+        if done.stdout:
+            log.debug("%s: %s output: %s", action.label, what, done.stdout)
         return _Outcome(False, message)
 
     async def _values(self, script: str, action: _Action, entry: BanEntry | None,
@@ -565,6 +547,51 @@ async def _host_of(ip: str) -> str:
     except (TimeoutError, OSError):
         return ""
     return host
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """How a command ended: ``returncode`` (None if it never started or was killed for its
+    time), the start of its output on one line each, and ``problem`` when it could not run
+    or ran out of time."""
+
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+    problem: str | None = None
+    timed_out: bool = False
+
+    @property
+    def status(self) -> str:
+        code = -1 if self.returncode is None else self.returncode
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+async def run_command(argv: Sequence[str], timeout: float) -> CommandRun:
+    """Run ``argv`` (already escaped: see escape.shell_command) without blocking the event
+    loop, in its own session, killed with everything it started after ``timeout`` seconds or
+    when the caller is cancelled (the daemon stopping): nothing is left running.
+
+    Output goes to files, not pipes: the command counts as done when it exits, even if
+    something it started in the background still holds its stdout.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True)
+        except OSError as exc:
+            return CommandRun(None, problem=f"cannot run {argv[0]}: {exc.strerror or exc}")
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            await _kill_group(proc)
+            return CommandRun(None, problem=f"timed out after {timeout:g} s and was killed",
+                              timed_out=True)
+        except BaseException:  # cancelled (daemon stopping): leave nothing running
+            await asyncio.shield(_kill_group(proc))
+            raise
+        return CommandRun(proc.returncode, _read(out), _read(err))
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

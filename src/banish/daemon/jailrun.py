@@ -14,14 +14,13 @@ import contextlib
 import glob
 import logging
 import os
-import subprocess
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..actions.command import BanDetails
+from ..actions.command import BanDetails, run_command
 from ..actions.escape import shell_command
 from ..addr import canonical_address
 from ..config.loader import JailConfig
@@ -66,6 +65,10 @@ def choose_backend(jail: JailConfig) -> str:
     return "auto"
 
 
+IGNORECOMMAND_TIMEOUT = 10.0
+"""Seconds an ``ignorecommand`` may take before it is killed (and does not ignore)."""
+
+
 class JailRunner:
     """Sources -> matcher -> core -> enforcer for one jail."""
 
@@ -95,6 +98,7 @@ class JailRunner:
         self.core = self._make_core(config)
         self.history = history
         self.statuses: dict[str, SourceStatus] = {}
+        self._ignore_answer: tuple[str, Failure, bool] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.files: list[str] = []
 
@@ -116,17 +120,22 @@ class JailRunner:
         return count if count.count else None
 
     def _ignore_command(self, address: str, failure: Failure | None) -> bool:
-        """fail2ban's ``ignorecommand``: exit status 0 means "ignore this address"."""
+        """The core's ``ignorecommand`` hook: the verdict `_ask_ignore_command` fetched for
+        this very failure just before (the core is synchronous; the command is not)."""
+        return self._ignore_answer == (address, failure, True)
+
+    async def _ask_ignore_command(self, address: str, failure: Failure) -> None:
+        """fail2ban's ``ignorecommand``: exit status 0 means "ignore this address". Run as
+        fail2ban runs it, for every failure, but without stopping the other jails meanwhile;
+        a command that fails or hangs (10 s) does not ignore."""
         values = {"ip": address}
-        if failure is not None and failure.user:
+        if failure.user:
             values["F-USER"] = failure.user
         argv = shell_command(self.config.settings.ignorecommand, values)
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.error("[%s] ignorecommand failed for %s: %s", self.name, address, exc)
-            return False
-        return done.returncode == 0
+        done = await run_command(argv, IGNORECOMMAND_TIMEOUT)
+        if done.problem is not None:
+            log.error("[%s] ignorecommand for %s: %s", self.name, address, done.problem)
+        self._ignore_answer = (address, failure, done.returncode == 0)
 
     # -- sources --------------------------------------------------------------------------
 
@@ -227,6 +236,8 @@ class JailRunner:
                 f = failure if address == failure.fid else replace(failure, fid=address)
                 if self.enforcer.is_banned(address, self.name):
                     continue
+                if self.config.settings.ignorecommand:
+                    await self._ask_ignore_command(address, f)
                 result = self.core.feed(f, now)
                 if result.outcome is Outcome.IGNORED:
                     log.info("[%s] Ignore %s by %s", self.name, address, result.ignored_by)
