@@ -313,3 +313,24 @@ def _processes(script: Path) -> str:
         if str(script) in cmdline:
             found.append(cmdline)
     return "\n".join(found)
+
+
+def test_reload_applies_log_settings_and_keeps_socket_until_restart(tmp_path: Path) -> None:
+    with Daemon(tmp_path, JAILS % "1h") as d:
+        d.start()
+        moved = tmp_path / "moved.log"
+        conf = d.cfg / "banish.conf"
+        conf.write_text(conf.read_text()
+                        .replace(f"logtarget = {d.log}", f"logtarget = {moved}")
+                        .replace(f"socket = {d.socket}", f"socket = {tmp_path / 'other.sock'}")
+                        + "loglevel = NOTICE\n")
+        d.cli("reload")
+        old_size = d.log.stat().st_size
+        d.fail("a.log", "198.18.9.7", 3)
+        wait_for(lambda: "Ban 198.18.9.7" in moved.read_text() if moved.exists() else False,
+                 what="the ban in the new log file")
+        text = moved.read_text()
+        assert "socket changed to" in text and "next start" in text
+        assert "Found 198.18.9.7" not in text  # INFO lines are below NOTICE now
+        assert d.log.stat().st_size == old_size  # nothing more in the old file
+        assert d.cli("ping").returncode == 0  # still on the socket it started with

@@ -269,8 +269,24 @@ class Runtime:
             if j.name not in self.runners:
                 self._start_jail(j)
         await self.enforcer.reconcile(now)
+        if jail is None:
+            self._apply_daemon_settings(new.daemon)
         log.info("Reloaded configuration (%d jail(s))", len(kept))
         return {"jails": sorted(self.runners)}
+
+    def _apply_daemon_settings(self, new: DaemonSettings) -> None:
+        """A full reload applies the log target and level, the purge age and the reconcile
+        interval now; the socket, pid file and database stay until a restart (moving them
+        under running clients and a live store would lose both), which the log says."""
+        old = self.settings
+        if (new.logtarget, new.loglevel) != (old.logtarget, old.loglevel):
+            setup_logging(new.logtarget, new.loglevel)
+            log.info("Logging to %s at level %s", new.logtarget, new.loglevel)
+        for name in ("socket", "pidfile", "dbfile"):
+            if getattr(new, name) != getattr(old, name):
+                log.warning("%s changed to %s: takes effect at the next start (still %s)",
+                            name, getattr(new, name), getattr(old, name))
+        self.settings = replace(new, socket=old.socket, pidfile=old.pidfile, dbfile=old.dbfile)
 
     # -- control commands -------------------------------------------------------------------
 
