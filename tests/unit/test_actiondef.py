@@ -23,10 +23,10 @@ from banish.actions.actiondef import (
     load_action,
     load_actions,
     parse_spec,
-    split_specs,
     ticket_values,
 )
 from banish.actions.base import BanEntry
+from banish.config.filterdef import split_specs
 from banish.config.loader import load_config
 from banish.errors import ConfigError
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from types import MappingProxyType
 
-from ..config.filterdef import parse_args
+from ..config.filterdef import parse_args, split_specs
 from ..config.ini import IniTree
 from ..config.substitute import substitute_tags
 from ..config.values import parse_bool, parse_duration
@@ -165,41 +165,6 @@ def load_actions(config_dir: str | None, specs: Iterable[str], jail_options: Map
     return tuple(out)
 
 
-def split_specs(text: str) -> tuple[str, ...]:
-    """A jail's ``action`` value, one spec per action, as fail2ban splits it.
-
-    Actions are separated by white space (normally line breaks) outside ``[...]``; options in
-    brackets may span lines, and ``name [opts]`` may have a space before the bracket.
-    """
-    specs: list[str] = []
-    current: list[str] = []
-    depth, quote, i, n = 0, "", 0, len(text)
-    while i < n:
-        c = text[i]
-        if quote:
-            quote = "" if c == quote else quote
-        elif depth and c in "\"'" and _after_equals(current):
-            quote = c
-        elif c == "[":
-            depth += 1
-        elif c == "]":
-            depth = max(0, depth - 1)
-        elif c.isspace() and not depth:
-            j = i
-            while j < n and text[j].isspace():
-                j += 1
-            if current and not (j < n and text[j] == "["):
-                specs.append("".join(current))
-                current = []
-            i = j
-            continue
-        current.append(c)
-        i += 1
-    if current:
-        specs.append("".join(current))
-    return tuple(specs)
-
-
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``name[k=v, ...][k2=v2]`` -> (name, arguments); a later group's value wins."""
     text = spec.strip()
@@ -223,14 +188,6 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
         return name, parse_args(", ".join(groups))
     except ConfigError as exc:
         raise ConfigError(f"bad action {text!r}: {exc.reason}") from None
-
-
-def _after_equals(chars: list[str]) -> bool:
-    """A quote opens a value only right after ``=`` (``msg=don't`` is not quoted)."""
-    for c in reversed(chars):
-        if not c.isspace():
-            return c == "="
-    return False
 
 
 def _group_end(text: str, start: int) -> int:

@@ -3,7 +3,8 @@
 This is where fail2ban's filter semantics live: ``[Init]`` values and a jail's filter arguments
 (``sshd[mode=aggressive]``) override definitions, ``known/`` keeps the overridden value, and
 ``<tag>`` substitution runs over the combined options. The result holds plain regex *text*; the
-matcher compiles it (``match/filter.py``).
+matcher compiles it (``match/filter.py``). Also the ``name[key=value, ...]`` syntax that
+``filter =`` and ``action =`` values share (split_specs, split_name_args, parse_args).
 """
 
 from __future__ import annotations
@@ -52,6 +53,49 @@ def split_name_args(spec: str) -> tuple[str, dict[str, str]]:
     if not m:
         raise ConfigError(f"cannot read {spec!r} as NAME or NAME[key=value, ...]")
     return m.group(1), parse_args(m.group(2) or "")
+
+
+def split_specs(text: str) -> tuple[str, ...]:
+    """A jail's ``action`` value, one spec per action, as fail2ban splits it.
+
+    Actions are separated by white space (normally line breaks) outside ``[...]``; options in
+    brackets may span lines, and ``name [opts]`` may have a space before the bracket.
+    """
+    specs: list[str] = []
+    current: list[str] = []
+    depth, quote, i, n = 0, "", 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            quote = "" if c == quote else quote
+        elif depth and c in "\"'" and _after_equals(current):
+            quote = c
+        elif c == "[":
+            depth += 1
+        elif c == "]":
+            depth = max(0, depth - 1)
+        elif c.isspace() and not depth:
+            j = i
+            while j < n and text[j].isspace():
+                j += 1
+            if current and not (j < n and text[j] == "["):
+                specs.append("".join(current))
+                current = []
+            i = j
+            continue
+        current.append(c)
+        i += 1
+    if current:
+        specs.append("".join(current))
+    return tuple(specs)
+
+
+def _after_equals(chars: list[str]) -> bool:
+    """A quote opens a value only right after ``=`` (``msg=don't`` is not quoted)."""
+    for c in reversed(chars):
+        if not c.isspace():
+            return c == "="
+    return False
 
 
 def parse_args(text: str) -> dict[str, str]:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from ..core.subnets import SubnetPolicy
 from ..errors import ConfigError
-from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
+from .filterdef import (
+    FILTER_OPTIONS,
+    FilterDefinition,
+    load_filter,
+    split_name_args,
+    split_specs,
+)
 from .ini import IniTree
 from .model import JailSettings
 from .subnets import subnet_policy
@@ -198,7 +204,6 @@ def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bo
         settings.backend == "auto" and bool(definition.journalmatch))
     if not settings.logpath and not journal_capable:
         raise ConfigError("no logpath given (and the backend is not systemd)", option="logpath")
-    from ..actions.actiondef import split_specs  # action syntax lives with the actions
 
     actions = split_specs(options.get("action", ""))
     return settings, definition, actions, options

@@ -19,8 +19,9 @@ import os
 import socket
 
 from ..actions import registry
-from ..actions.actiondef import ActionDefinition, load_actions, parse_spec, split_specs
+from ..actions.actiondef import ActionDefinition, load_actions, parse_spec
 from ..actions.base import JailFirewall
+from ..config.filterdef import split_specs
 from ..config.loader import Config, JailConfig
 from ..errors import ConfigError
 
