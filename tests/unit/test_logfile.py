@@ -55,10 +55,14 @@ def test_helper_gives_the_chunks_and_findings_of_an_in_process_prescan(tmp_path:
         len(f.candidates) for _, f in helped if f)  # closing lines of unknown ids dropped
 
 
-def test_small_files_and_no_prefilter_get_no_helper(tmp_path: Path) -> None:
+def test_small_files_no_prefilter_and_one_cpu_get_no_helper(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = _log(tmp_path / "auth.log", 50)
     assert [f for _, f in chunks_with_candidates(str(log), _matcher().prescan)] == [None]
     assert [f for _, f in chunks_with_candidates(str(log), None, min_bytes=0)] == [None]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert [f for _, f in chunks_with_candidates(str(log), _matcher().prescan,
+                                                 min_bytes=0)] == [None]
 
 
 def test_a_failing_helper_leaves_the_rest_to_the_caller(tmp_path: Path) -> None:

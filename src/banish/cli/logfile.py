@@ -52,7 +52,7 @@ def chunks_with_candidates(path: str, prescan: Callable[[bytes], Prescanned] | N
     """``file_chunks(path)``, each with what ``prescan`` (``ChunkMatcher.prescan``, called in
     the helper on every chunk in order) made of it; None: the caller scans that chunk
     itself. ``min_bytes``: smaller files get no helper."""
-    if prescan is None or not hasattr(os, "fork") or os.path.getsize(path) < min_bytes:
+    if prescan is None or not _helper_pays() or os.path.getsize(path) < min_bytes:
         for chunk in file_chunks(path, size=size):
             yield chunk, None
         return
@@ -86,6 +86,16 @@ def chunks_with_candidates(path: str, prescan: Callable[[bytes], Prescanned] | N
     # whatever was appended while we matched, as a plain read would have seen it.
     for chunk in file_chunks(path, done, size):
         yield chunk, None
+
+
+def _helper_pays() -> bool:
+    """A helper needs fork and a second CPU to run on; on one CPU it only adds its pickling."""
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
 
 
 def _helper(path: str, prescan: Callable[[bytes], Prescanned], out: BinaryIO,
