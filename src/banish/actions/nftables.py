@@ -445,12 +445,7 @@ class NftablesBackend:
         5.5 s, 50,000 over a minute), where reading the set first costs a listing."""
         present: set[int] = set()
         if not new:
-            listed = json.loads(await self._nft(["-j", "list", "set", FAMILY, TABLE, key.name]))
-            for obj in listed["nftables"]:
-                for item in obj.get("set", {}).get("elem", []):
-                    number = _parse_element(key, item)[0]
-                    if number is not None:
-                        present.add(number)
+            present = {number for number, _, _ in await self._list_set(key) if number is not None}
         af = _AF[key.version]
         there: dict[Any, int | None] = {
             a: t for a, t in elems.items()
@@ -484,19 +479,25 @@ class NftablesBackend:
         left: nft deletes intervals in time that grows with the set times the batch (5,000
         /24s took 30 s to lift), while filling a set is quick. One transaction, so no packet
         ever sees the set empty."""
-        listed = json.loads(await self._nft(["-j", "list", "set", FAMILY, TABLE, key.name]))
         keep: list[Any] = []
-        for obj in listed["nftables"]:
-            for item in obj.get("set", {}).get("elem", []):
-                number, expires, raw = _parse_element(key, item)
-                if number is None or number in gone:
-                    continue
-                if expires is None:
-                    keep.append(raw)
-                elif expires > 0:
-                    keep.append(_timed(raw, max(1, math.ceil(expires))))
+        for number, expires, raw in await self._list_set(key):
+            if number is None or number in gone:
+                continue
+            if expires is None:
+                keep.append(raw)
+            elif expires > 0:
+                keep.append(_timed(raw, max(1, math.ceil(expires))))
         flush = {"flush": _obj("set", name=key.name)}
         return [flush, _elements("add", key.name, keep)] if keep else [flush]
+
+    async def _list_set(self, key: _SetKey, name: str | None = None
+                        ) -> list[tuple[int | None, float | None, Any]]:
+        """The elements of one set (``key.name`` unless ``name``) as `_parse_element` reads
+        them: a single set's listing, not the whole table's."""
+        listed = json.loads(await self._nft(["-j", "list", "set", FAMILY, TABLE,
+                                             name or key.name]))
+        return [_parse_element(key, item) for obj in listed["nftables"]
+                for item in obj.get("set", {}).get("elem", [])]
 
     async def reconcile(self, active: Sequence[BanEntry]) -> None:
         async with self._lock:
@@ -637,13 +638,11 @@ class NftablesBackend:
                 _elements("add", _PROBE_SET, [_timed(_PROBE_ADDR, 1)]),
                 _elements("add", _PROBE_SET, [_timed(_PROBE_ADDR, 3600)]),
             ])
-            listed = json.loads(await self._nft(["-j", "list", "set", FAMILY, TABLE, _PROBE_SET]))
+            left = [expires for _, expires, _ in await self._list_set(_PROBE_KEY, _PROBE_SET)]
             await self._apply([{"delete": probe}])
         except (BackendError, ValueError, KeyError) as exc:
             log.debug("timeout probe failed, using the three-step refresh: %s", exc)
             return False
-        elems = [o["set"].get("elem", []) for o in listed["nftables"] if "set" in o]
-        left = [_parse_element(_PROBE_KEY, e)[1] for found in elems for e in found]
         extends = bool(left) and all(t is not None and t > 60 for t in left)
         log.debug("adding an nftables element again %s its timeout",
                   "extends" if extends else "does not extend")

@@ -197,19 +197,22 @@ class Enforcer:
             name = jail_backend.get(ban.jail)
             if name is not None:
                 by_backend.setdefault(name, []).append(ban)
-        # At most two slices built ahead per backend: building them all at once would take
-        # the CPU from the nft process applying the first one.
-        return [self._apply(name, part[i:i + APPLY_SLICE], now, details, window)
-                for name, part in by_backend.items()
-                for window in [asyncio.Semaphore(2)] for i in range(0, len(part), APPLY_SLICE)]
+        jobs: list[Coroutine[Any, Any, None]] = []
+        for name, part in by_backend.items():
+            # At most two slices built ahead per backend: building them all at once would take
+            # the CPU from the nft process applying the first one.
+            window = asyncio.Semaphore(2)
+            jobs += [self._apply(name, part[i:i + APPLY_SLICE], now, details, window)
+                     for i in range(0, len(part), APPLY_SLICE)]
+        return jobs
 
     async def _apply(self, name: str, bans: Sequence[Ban], now: float,
-                     details: Mapping[BanKey, BanDetails],
-                     window: asyncio.Semaphore | None = None) -> None:
-        if window is not None:
-            async with window:
-                await self._apply(name, bans, now, details)
-            return
+                     details: Mapping[BanKey, BanDetails], window: asyncio.Semaphore) -> None:
+        async with window:
+            await self._apply_now(name, bans, now, details)
+
+    async def _apply_now(self, name: str, bans: Sequence[Ban], now: float,
+                         details: Mapping[BanKey, BanDetails]) -> None:
         backend = self.backends[name]
         if isinstance(backend, TextBans) and not backend.uses_details:
             await self._apply_texts(name, backend, bans, now)
@@ -227,10 +230,7 @@ class Enforcer:
         try:
             await backend.ban(entries)
         except BackendError as exc:
-            log.error("Applying %d ban(s) with %s failed (will retry): %s",
-                      len(entries), name, exc)
-            for e in entries:
-                self.failed[BanKey(str(e.address), e.jail)] = str(exc)
+            self._refused(name, [BanKey(str(e.address), e.jail) for e in entries], exc)
 
     async def _apply_texts(self, name: str, backend: TextBans, bans: Sequence[Ban],
                            now: float) -> None:
@@ -244,10 +244,13 @@ class Enforcer:
             try:
                 await backend.ban_texts(jail, texts)
             except BackendError as exc:
-                log.error("Applying %d ban(s) with %s failed (will retry): %s",
-                          len(texts), name, exc)
-                for address, _ in texts:
-                    self.failed[BanKey(address, jail)] = str(exc)
+                self._refused(name, [BanKey(address, jail) for address, _ in texts], exc)
+
+    def _refused(self, name: str, keys: list[BanKey], exc: BackendError) -> None:
+        """A backend refused bans: they stay recorded and are retried (shown in status)."""
+        log.error("Applying %d ban(s) with %s failed (will retry): %s", len(keys), name, exc)
+        for key in keys:
+            self.failed[key] = str(exc)
 
     async def retry_failed(self, now: float) -> None:
         """Bans a backend refused earlier: reconcile, which also rebuilds lost structure."""
