@@ -133,8 +133,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not is_file and (os.sep in args.log and "\n" not in args.log and os.path.exists(
             os.path.dirname(args.log) or ".") and len(args.log.split()) == 1):
         raise ConfigError(f"no such log file {args.log!r}")
-    prescan = matcher.prescan if matcher.prefilter is not None else None
-    chunks = chunks_with_candidates(args.log, prescan) if is_file else iter(
+    chunks = chunks_with_candidates(args.log, matcher.prescanner) if is_file else iter(
         [(args.log.encode("utf-8"), None)])
 
     def outcomes() -> Iterator[LineOutcome]:

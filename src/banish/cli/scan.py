@@ -73,8 +73,7 @@ def scan_jail(jail: JailConfig, files: list[str], progress: TextIO | None) -> Ja
         size = os.path.getsize(path)
         show = progress is not None and size >= _PROGRESS_MIN_BYTES
         done = 0
-        prescan = matcher.prescan if matcher.prefilter is not None else None
-        for chunk, found in chunks_with_candidates(path, prescan):
+        for chunk, found in chunks_with_candidates(path, matcher.prescanner):
             done += len(chunk)
             # Time flows with the log: "now" is the newest failure seen so far.
             for outcome in matcher.feed(chunk, now or 0.0, found):

@@ -8,11 +8,11 @@ and the daemon all go through here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .filter import CompiledFilter, LineResult
+from .filter import BRACKET_FRAME, CompiledFilter, LineResult, holds_framed
 from .prefilter import Prefilter, required_all
 
 _LOOKBACK_LINES = 5
@@ -99,6 +99,11 @@ class ChunkMatcher:
         self._bracketed: set[bytes] | None = None
         """`prescan`'s ``[digits]`` of every line so far that could open a session."""
 
+    @property
+    def prescanner(self) -> Callable[[bytes], Prescanned] | None:
+        """`prescan`, or None when there is no prefilter (nothing to work out ahead)."""
+        return self.prescan if self.prefilter is not None else None
+
     def prescan(self, chunk: bytes) -> Prescanned:
         """What ``feed`` needs of ``chunk`` that depends on its bytes alone, for a helper
         process to work out ahead (call it on the chunks in order, in one process).
@@ -127,23 +132,17 @@ class ChunkMatcher:
             closing = closing_only.get(regexes)
             if closing is None:
                 closing = closing_only[regexes] = session_only.issuperset(regexes)
-            pos = find(b"[", start, end)
-            if not closing:
-                lean.append(candidate)
-                while pos >= 0:
-                    close = find(b"]", pos + 1, end)
-                    if close < 0:
-                        break
-                    seen.add(chunk[pos + 1:close])
-                    pos = find(b"[", pos + 1, end)
+            if closing:
+                if holds_framed(chunk, start, end, BRACKET_FRAME, seen):
+                    lean.append(candidate)
                 continue
+            lean.append(candidate)
+            pos = find(b"[", start, end)
             while pos >= 0:
                 close = find(b"]", pos + 1, end)
                 if close < 0:
                     break
-                if chunk[pos + 1:close] in seen:
-                    lean.append(candidate)
-                    break
+                seen.add(chunk[pos + 1:close])
                 pos = find(b"[", pos + 1, end)
         return Prescanned(candidates, chunk.count(b"\n"), lean)
 

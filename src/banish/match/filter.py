@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -386,7 +386,7 @@ class CompiledFilter:
         elif not self._session_tokens:
             self._session_test = _NONE_OPEN
         elif len(frames) == 1 and (frame := next(iter(frames)))[:1] not in _COMMON_BOUNDS:
-            self._session_test = _BRACKET_TEST if frame == _BRACKETS else (frame[:1], frame[1:])
+            self._session_test = BRACKET_FRAME if frame == _BRACKETS else (frame[:1], frame[1:])
         else:
             self._session_test = _DIGIT_RUNS
 
@@ -415,11 +415,10 @@ class CompiledFilter:
         """
         session_only = self.session_only
         tokens = self._session_tokens
-        find = chunk.find
         digits: bytes | None = None
         source, i = (candidates, 0) if lean is None else (lean, 0)
         while True:
-            if source is lean and self._session_test is not _BRACKET_TEST and \
+            if source is lean and self._session_test is not BRACKET_FRAME and \
                     self._session_test != _NONE_OPEN:
                 # Not only [digits] tokens open any more: the whole list after the last line
                 # taken from lean (lines it dropped may count now).
@@ -443,20 +442,27 @@ class CompiledFilter:
                     digits = chunk.translate(_ONLY_DIGITS)
                 if not tokens.keys().isdisjoint(digits[candidate[0]:candidate[1]].split()):
                     yield candidate
-            else:
+            elif holds_framed(chunk, candidate[0], candidate[1], test, tokens):
                 # A token of that frame shows in a line that holds it exactly so (the frame
                 # characters are in the same date-safe piece of the id).
-                opener, closer = test
-                start, end = candidate[0], candidate[1]
-                pos = find(opener, start, end)
-                while pos >= 0:
-                    close = find(closer, pos + 1, end)
-                    if close < 0:
-                        break
-                    if chunk[pos + 1:close] in tokens:
-                        yield candidate
-                        break
-                    pos = find(opener, pos + 1, end)
+                yield candidate
+
+
+def holds_framed(chunk: bytes, start: int, end: int, frame: tuple[bytes, bytes],
+                 tokens: Collection[bytes]) -> bool:
+    """Does ``chunk[start:end]`` hold ``opener + token + closer`` for one of ``tokens``?
+    What stands between each opener and the next closer is looked up."""
+    find = chunk.find
+    opener, closer = frame
+    pos = find(opener, start, end)
+    while pos >= 0:
+        close = find(closer, pos + 1, end)
+        if close < 0:
+            return False
+        if chunk[pos + 1:close] in tokens:
+            return True
+        pos = find(opener, pos + 1, end)
+    return False
 
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
@@ -470,7 +476,8 @@ _COMMON_BOUNDS = frozenset(bytes([c]) for c in b" \t:.,-/=") | {b""}
 # has no token), none is open, or compare digit runs.
 _ANY_OPEN, _NONE_OPEN, _DIGIT_RUNS = 0, 1, 2
 _BRACKETS = b"[]"
-_BRACKET_TEST = (b"[", b"]")
+BRACKET_FRAME = (b"[", b"]")
+"""The usual frame of a session token (``sshd[3182]``); ChunkMatcher.prescan relies on it."""
 
 
 @lru_cache(maxsize=4096)
