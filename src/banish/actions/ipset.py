@@ -34,7 +34,7 @@ import logging
 import math
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import TypeAlias
@@ -244,33 +244,36 @@ class IpsetBackend:
             self._jails = by_name
 
     async def ban(self, bans: Sequence[BanEntry]) -> None:
-        async with self._lock:
-            self._check_jails(bans)
-            grouped = _group(bans)
-            if not grouped:
-                return
-            sets = await self._read(members=False)
-            lines: list[str] = []
-            for key, members in sorted(grouped.items()):
-                name = set_name(*key)
-                self._usable(name, key, sets.get(name), adding=len(members))
-                version = key[1]
-                lines += [f"add {name} {_text(version, m)} timeout {t}" for m, t in members.items()]
-            await self._restore(lines)
+        def lines(name: str, key: SetKey, members: dict[Member, int], info: _SetInfo | None
+                  ) -> list[str]:
+            self._usable(name, key, info, adding=len(members))
+            return [f"add {name} {_text(key[1], m)} timeout {t}" for m, t in members.items()]
+
+        await self._per_set(bans, lines)
 
     async def unban(self, bans: Sequence[BanEntry]) -> None:
+        def lines(name: str, key: SetKey, members: dict[Member, int], info: _SetInfo | None
+                  ) -> list[str]:
+            if info is None:  # no set, nothing of that kind is banned
+                return []
+            return [f"del {name} {_text(key[1], m)}" for m in members]
+
+        await self._per_set(bans, lines)
+
+    async def _per_set(self, bans: Sequence[BanEntry], lines: Callable[
+            [str, SetKey, dict[Member, int], _SetInfo | None], list[str]]) -> None:
+        """One ``ipset restore`` with ``lines`` of each set the bans fall in."""
         async with self._lock:
             self._check_jails(bans)
             grouped = _group(bans)
             if not grouped:
                 return
             sets = await self._read(members=False)
-            lines: list[str] = []
+            out: list[str] = []
             for key, members in sorted(grouped.items()):
                 name = set_name(*key)
-                if name in sets:  # no set, nothing of that kind is banned
-                    lines += [f"del {name} {_text(key[1], m)}" for m in members]
-            await self._restore(lines)
+                out += lines(name, key, members, sets.get(name))
+            await self._restore(out)
 
     async def reconcile(self, active: Sequence[BanEntry]) -> None:
         async with self._lock:
