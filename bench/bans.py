@@ -367,25 +367,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join([line, rule, *rows_md])
 
 
-def _first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if out.returncode == 0 and text else "unknown"
-
-
 def machine_info(banish: Banish) -> dict[str, str]:
-    rev = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    rev = machine.first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     return {
         "CPU": machine.cpu_model(),
         "cores": machine.cores(),
         "RAM": machine.memory(),
         "kernel": f"{platform.system()} {platform.release()}",
-        "nft": _first_line(["nft", "--version"]),
-        "fail2ban": _first_line(["fail2ban-client", "--version"]),
-        "banish": _first_line([*banish.argv, "--version"], banish.env) + f" via {banish.how}",
+        "nft": machine.first_line(["nft", "--version"]),
+        "fail2ban": machine.first_line(["fail2ban-client", "--version"]),
+        "banish": machine.first_line([*banish.argv, "--version"], banish.env) + f" via {banish.how}",
         "banish commit": rev if rev != "unknown" else "no commit yet",
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 
 
 def cpu_model() -> str:
@@ -24,3 +25,13 @@ def memory() -> str:
 
 def cores() -> str:
     return f"{os.cpu_count()} (usable: {len(os.sched_getaffinity(0))})"
+
+
+def first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """The first line a tool prints (its version, a commit), or "unknown"."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if out.returncode == 0 and text else "unknown"

@@ -204,25 +204,16 @@ def warm(path: Path) -> None:
             pass
 
 
-def _first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if out.returncode == 0 and text else "unknown"
-
-
 def machine_info(f2b: list[str], banish: Banish | None) -> dict[str, str]:
     f2b_exe = shutil.which(f2b[0]) or f2b[0]
     f2b_py = "unknown"
     try:
         shebang = Path(f2b_exe).read_text(errors="replace").splitlines()[0]
         if shebang.startswith("#!"):
-            f2b_py = _first_line([*shlex.split(shebang[2:]), "--version"])
+            f2b_py = machine.first_line([*shlex.split(shebang[2:]), "--version"])
     except (OSError, IndexError):
         pass
-    rev = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    rev = machine.first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
                            capture_output=True, text=True, check=False).stdout.strip()
     if rev != "unknown" and dirty:
@@ -233,8 +224,8 @@ def machine_info(f2b: list[str], banish: Banish | None) -> dict[str, str]:
         "RAM": machine.memory(),
         "kernel": f"{platform.system()} {platform.release()}",
         "python (runner)": platform.python_version(),
-        "fail2ban": f"{_first_line([*f2b, '--version'])} on {f2b_py}",
-        "banish": (_first_line([*banish.argv, "--version"], banish.env) + f" via {banish.how}")
+        "fail2ban": f"{machine.first_line([*f2b, '--version'])} on {f2b_py}",
+        "banish": (machine.first_line([*banish.argv, "--version"], banish.env) + f" via {banish.how}")
         if banish else "not installed",
         "banish commit": rev if rev != "unknown" else "no commit yet",
     }
