@@ -91,3 +91,22 @@ def target(text: str) -> IPAddress | IPNetwork:
         return address
     net = ipaddress.ip_network(text, strict=False)
     return net.network_address if net.prefixlen == net.max_prefixlen else net
+
+
+def as_network(address: IPAddress | IPNetwork) -> IPNetwork:
+    """The network an address object stands for (a host is its /32 or /128), canonical:
+    IPv4-mapped IPv6 becomes IPv4, because a dual-stack server logs ``::ffff:192.0.2.1`` for
+    a client whose packets the kernel sees as IPv4, so the IPv6 spelling would block nothing."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        return ipaddress.IPv4Network((int(address), 32))
+    if isinstance(address, ipaddress.IPv6Address):
+        return ipaddress.IPv6Network((int(address), 128))
+    if isinstance(address, ipaddress.IPv6Network) and address.prefixlen >= 96:
+        mapped = address.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((int(mapped), address.prefixlen - 96))
+    if isinstance(address, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return address
+    raise TypeError(f"not an ipaddress object: {address!r}")

@@ -26,22 +26,28 @@ Results (the daemon's handler returns exactly these; times are epoch seconds):
     ban           {"banned": n, "already": n}
     unban         {"unbanned": n, "not_banned": [address]}
     banned        [{"jail", "ip", "banned_at", "expires_at" (null: permanent), "bantime"}]
-    reload        {"jails": [name]}
-    get           {"jail", "param", "value"}  value is any JSON value (lists for logpath ...)
-    set           {"jail", "param", "value"}
+    reload        {"jails": [name], "skipped": [{"jail", "error"}]}
+    get           {"jail" (null: a daemon setting), "param", "value"}  value is any JSON value
+                  (lists for logpath ...); whole numbers are integers: 600, never 600.0
+    set           {"jail", "param", "value"}  value as ``get`` shows it after the change
 
 fail2ban-client spellings accepted on the banish command line (translated here, so the daemon
 only ever sees the canonical commands):
 
     set JAIL banip IP...      -> ban JAIL IP...
     set JAIL unbanip IP...    -> unban JAIL IP...
-    get JAIL banned           -> banned --jail JAIL   (also ``get JAIL banip``)
-    unban --all, unban IP..., status [JAIL], reload [JAIL], ping, stop,
-    get JAIL PARAM, set JAIL PARAM VALUE                -> the same banish verb
+    get JAIL banned           -> banned --jail JAIL   (banish's table)
+    get JAIL banip            -> banned --jail JAIL   shown as fail2ban shows it: addresses
+                                 on one line, or with ``--with-time`` a line each,
+                                 ``IP TAB START + BANTIME = END``; ordered by end of ban
+    reload [--unban] [JAIL], get loglevel|logtarget|dbfile|dbpurgeage, set loglevel LEVEL,
+    set JAIL addignoreip|delignoreip IP|NET|NAME..., unban --all, unban IP...,
+    status [JAIL], ping, stop, get JAIL PARAM, set JAIL PARAM VALUE   -> the same banish verb
 
-Not supported (deliberately): global ``get``/``set`` (loglevel, dbfile ...), ``reload --unban``
-and ``--restart``, status flavours (``status JAIL cymru``), ``banned`` with several addresses,
-``add``/``start``/``stop`` of a single jail, ``--report-absent``.
+Not supported (deliberately): ``reload --restart``/``--if-exists``, ``set logtarget``/``dbfile``
+/``dbpurgeage`` (banish.conf and a reload or restart), ``get JAIL banip SEP``, status flavours
+(``status JAIL cymru``), ``banned`` with several addresses, ``add``/``start``/``stop`` of a
+single jail, ``--report-absent``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ __all__ = [
     "CHUNK",
     "COMMANDS",
     "DEFAULT_SOCKET",
+    "GLOBAL_GET",
+    "GLOBAL_SET",
+    "IGNORE_LIST_PARAMS",
     "JAIL_STATUS_KEYS",
     "MAX_REQUEST",
     "STATUS_KEYS",
@@ -74,6 +83,7 @@ __all__ = [
     "Field",
     "ProtocolError",
     "Request",
+    "View",
     "command",
     "encode_error",
     "encode_result",
@@ -98,9 +108,10 @@ STDIN = "-"
 
 SUMMARY_KEYS = frozenset({"jail", "currently_failed", "total_failed", "currently_banned",
                           "total_banned"})
-STATUS_KEYS = frozenset({"jails", "jail_count", "summary"})
+STATUS_KEYS = frozenset({"jails", "jail_count", "summary", "skipped", "firewall_errors",
+                         "failed_bans", "subscribers"})
 JAIL_STATUS_KEYS = SUMMARY_KEYS | {"banned", "files", "file_errors", "backend"}
-BANNED_KEYS = frozenset({"jail", "ip", "banned_at", "expires_at", "bantime"})
+BANNED_KEYS = frozenset({"jail", "ip", "banned_at", "expires_at", "bantime", "origin"})
 
 
 class ProtocolError(BanishError):
@@ -177,10 +188,19 @@ class Arg:
     action: str | None = None
 
 
+View = Literal["", "addresses", "with-time"]
+"""How the CLI shows a result: "" the command's own rendering; "addresses" and "with-time" are
+fail2ban-client's two forms of ``get JAIL banip`` (over the result of ``banned``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
+    """A command and its wire arguments; ``view`` stays on the client (never sent), so one
+    daemon answer serves every way a user asked for it."""
+
     cmd: str
     args: dict[str, Any] = field(default_factory=dict)
+    view: View = ""
 
     def encode(self) -> bytes:
         return _line({"v": VERSION, "cmd": self.cmd, "args": self.args})
@@ -252,30 +272,65 @@ def _banned(values: Mapping[str, Any]) -> Request:
 
 # fail2ban-client's ``set JAIL banip ...`` family: PARAM names that are really other commands.
 _SET_ALIASES = {"banip": "ban", "unbanip": "unban"}
-_GET_ALIASES = {"banned": "banned", "banip": "banned"}
+_BAN_LISTS: dict[str, View] = {"banned": "", "banip": "addresses"}
+"""``get JAIL PARAM`` spellings of ``banned --jail JAIL``, and how each is shown."""
+
+GLOBAL_GET = ("loglevel", "logtarget", "dbfile", "dbpurgeage")
+"""Daemon settings ``get`` shows without a jail (fail2ban's global ``get`` names)."""
+GLOBAL_SET = ("loglevel",)
+"""Daemon settings ``set`` changes at run time (until the next reload, as in fail2ban)."""
+IGNORE_LIST_PARAMS = ("addignoreip", "delignoreip")
+"""``set JAIL`` params taking several entries (sent as one space-separated value, which is
+how ``ignoreip`` itself is written)."""
 
 
 def _get(values: Mapping[str, Any]) -> Request:
-    jail, param = values["jail"], values["param"]
-    if param in _GET_ALIASES:
-        return Request("banned", {"ip": None, "jail": jail})
+    jail, param = values.get("jail"), values["param"]
+    if jail in GLOBAL_GET:  # the daemon's names come first, as in fail2ban's dispatcher
+        raise _usage(f"get {jail}: a daemon setting takes no further words, got {param!r}")
+    with_time = bool(values.get("with_time"))
+    if with_time and (jail is None or param != "banip"):
+        raise _usage("get: --with-time goes with 'get JAIL banip'")
+    if jail is None:
+        if param not in GLOBAL_GET:
+            raise _usage(f"get {param}: expected JAIL PARAM, or a daemon setting "
+                         f"({', '.join(GLOBAL_GET)})")
+        return Request("get", {"jail": None, "param": param})
+    if param in _BAN_LISTS:
+        view: View = "with-time" if with_time else _BAN_LISTS[param]
+        return Request("banned", {"ip": None, "jail": jail}, view)
     return Request("get", {"jail": jail, "param": param})
 
 
 def _set(values: Mapping[str, Any]) -> Request:
-    jail, param, rest = values["jail"], values["param"], list(values["value"])
+    jail, param, rest = values.get("jail"), values["param"], list(values["value"])
+    if jail in GLOBAL_GET:  # 'set loglevel A B': argparse took loglevel for the jail
+        jail, param, rest = None, jail, [param, *rest]
+    if jail is None and param not in GLOBAL_SET:
+        why = ("read-only at run time (edit banish.conf: a reload applies logtarget and "
+               "dbpurgeage, a restart dbfile)" if param in GLOBAL_GET else
+               f"expected JAIL PARAM VALUE, or a daemon setting ({', '.join(GLOBAL_SET)}) and "
+               "its value")
+        raise _usage(f"set {param}: {why}")
+    words = f"set {param}" if jail is None else f"set {jail} {param}"
     alias = _SET_ALIASES.get(param)
     if alias == "ban":
-        return Request("ban", {"jail": jail, "ips": _addresses(rest, f"set {jail} banip")})
+        return Request("ban", {"jail": jail, "ips": _addresses(rest, words)})
     if alias == "unban":
-        return Request("unban", {"ips": _addresses(rest, f"set {jail} unbanip"), "jail": jail,
-                                 "all": False})
+        return Request("unban", {"ips": _addresses(rest, words), "jail": jail, "all": False})
+    if param in IGNORE_LIST_PARAMS:
+        return Request("set", {"jail": jail, "param": param, "value": " ".join(rest)})
     if len(rest) != 1:
-        raise _usage(f"set {jail} {param}: expected one value, got {len(rest)}")
+        raise _usage(f"{words}: expected one value, got {len(rest)}")
     return Request("set", {"jail": jail, "param": param, "value": rest[0]})
 
 
+def _reload(values: Mapping[str, Any]) -> Request:
+    return Request("reload", {"jail": values.get("jail"), "unban": bool(values.get("unban"))})
+
+
 _JAIL_OPT = Arg(("jail",), "jail name", nargs="?", metavar="JAIL")
+_SETTING_OF = Arg(("jail",), "jail name (none: a daemon setting)", nargs="?", metavar="JAIL")
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -328,11 +383,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "reload", "re-read the configuration (all jails, or one)",
         "Re-read the configuration and swap in changed jails; bans of jails that stay are "
-        "kept. A broken configuration is refused and the running one stays.",
-        (_JAIL_OPT,),
-        (Field("jail", "str"),),
-        '{"jails": [...]}',
-        _plain("reload", "jail"),
+        "kept. A broken configuration is refused and the running one stays. --unban also "
+        "lifts every ban (of JAIL only, when given), as fail2ban-client's reload --unban. "
+        "A reload ends run-time changes (set ...): the configuration's values return.",
+        (Arg(("--unban",), "lift the bans (of JAIL when given) as well", action="store_true"),
+         _JAIL_OPT),
+        (Field("jail", "str"), Field("unban", "bool")),
+        '{"jails": [...], "skipped": [{"jail", "error"}]}',
+        _reload,
     ),
     Command(
         "stop", "stop the daemon",
@@ -345,26 +403,37 @@ COMMANDS: tuple[Command, ...] = (
         (), (), '"pong"', _plain("ping"),
     ),
     Command(
-        "get", "show a jail setting",
-        "Show a setting of a running jail (maxretry, findtime, bantime, logpath, ignoreip, "
-        "failregex, ...). 'get JAIL banned' lists the jail's bans as fail2ban-client does.",
-        (Arg(("jail",), "jail name", metavar="JAIL"),
-         Arg(("param",), "setting name", metavar="PARAM")),
-        (Field("jail", "str", required=True), Field("param", "str", required=True)),
-        '{"jail", "param", "value"}',
+        "get", "show a jail setting, or a daemon setting",
+        "Show a setting of a running jail (maxretry, findtime, bantime, maxmatches, logpath, "
+        "ignoreip, failregex, ignoreregex, datepattern, journalmatch, actions, ...) or, "
+        "without JAIL, of the daemon (loglevel, logtarget, dbfile, dbpurgeage). "
+        "'get JAIL banned' shows the jail's bans as 'banned --jail JAIL' does; 'get JAIL banip' "
+        "prints them as fail2ban-client does, on one line, or with --with-time one line each: "
+        "address, start, bantime and end in local time.",
+        (_SETTING_OF,
+         Arg(("param",), "setting name", metavar="PARAM"),
+         Arg(("--with-time",), "with 'get JAIL banip': each ban's start, bantime and end",
+             action="store_true")),
+        (Field("jail", "str"), Field("param", "str", required=True)),
+        '{"jail" (null: daemon setting), "param", "value"}\n'
+        "get JAIL banned|banip: as banned",
         _get,
     ),
     Command(
-        "set", "change a jail setting at run time",
-        "Change a setting of a running jail until the next reload (maxretry, findtime, "
-        "bantime). fail2ban spellings: 'set JAIL banip IP...', 'set JAIL unbanip IP...'.",
-        (Arg(("jail",), "jail name", metavar="JAIL"),
+        "set", "change a jail setting, or the log level, at run time",
+        "Change a setting of a running jail until the next reload: maxretry, findtime, "
+        "bantime (failure windows start over), addignoreip / delignoreip IP|NET|NAME... "
+        "(windows kept; only banish's own check changes: the firewall's allow set keeps the "
+        "configured ignoreip until a reload). Without JAIL: 'set loglevel LEVEL' (CRITICAL, "
+        "ERROR, WARNING, NOTICE, INFO, DEBUG or a number) until the next reload. "
+        "fail2ban spellings: 'set JAIL banip IP...', 'set JAIL unbanip IP...'.",
+        (_SETTING_OF,
          Arg(("param",), "setting name (or banip / unbanip)", metavar="PARAM"),
-         Arg(("value",), "new value (or addresses for banip / unbanip)", nargs="+",
-             metavar="VALUE")),
-        (Field("jail", "str", required=True), Field("param", "str", required=True),
+         Arg(("value",), "new value (or addresses for banip / unbanip, entries for "
+             "addignoreip / delignoreip)", nargs="+", metavar="VALUE")),
+        (Field("jail", "str"), Field("param", "str", required=True),
          Field("value", "str", required=True)),
-        '{"jail", "param", "value"}',
+        '{"jail" (null: daemon setting), "param", "value" (as get shows it now)}',
         _set,
     ),
 )

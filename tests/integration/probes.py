@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from ipaddress import ip_address, ip_network
 from typing import Any, Protocol
 
 import pytest
 
-from banish.actions import BanEntry, JailFirewall, Network
-from tests.integration.netns import Namespace, namespace
+from banish.actions import JailFirewall, Network
+from banish.addr import canonical_address
+from banish.events import PERMANENT, Ban, BanKey
+from tests.integration.netns import Namespace, link, namespace
 
 SSHD = JailFirewall("sshd", ports=(22, (2000, 2999)), allow=(ip_network("192.0.2.128/25"),))
 WEB = JailFirewall("web", ports=(80, 443), blocktype="drop")
@@ -28,9 +32,23 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
 
-def entry(addr: str, jail: str = "sshd", expires_in: float | None = 600) -> BanEntry:
-    parsed = ip_network(addr) if "/" in addr else ip_address(addr)
-    return BanEntry(parsed, jail, expires_in)
+NOW = 1_700_000_000.0
+"""The ``now`` every backend call of the tests passes: bans are absolute, so any will do."""
+
+
+def ban(addr: str, jail: str = "sshd", left: float | None = 600, *, now: float = NOW) -> Ban:
+    """A ban of ``addr`` in ``jail`` with ``left`` seconds to run at ``now`` (None: permanent;
+    0 or less: already over). ``bantime`` is whole seconds, as the daemon's are, so a
+    fractional ``left`` comes from a ban that began a fraction of a second earlier."""
+    assert canonical_address(addr) == addr, f"tests pass canonical text, not {addr!r}"
+    if left is None:
+        return Ban(addr, jail, now, PERMANENT)
+    bantime = max(1, math.ceil(left))
+    return Ban(addr, jail, now - (bantime - left), bantime)
+
+
+def key(addr: str, jail: str = "sshd") -> BanKey:
+    return BanKey(addr, jail)
 
 
 def close_to(left: float | None, want: float, slack: float = 5) -> bool:
@@ -47,6 +65,22 @@ def namespace_or_skip() -> Iterator[Namespace]:
         if "ip netns add" in str(exc):
             pytest.skip(str(exc))
         raise
+
+
+@contextmanager
+def routed(router: Namespace) -> Iterator[tuple[Namespace, Namespace]]:
+    """(client, server) namespaces behind ``router``, which forwards between them: clients
+    10.210.0.2 and .3 reach the router at 10.210.0.1, the server is 10.211.0.2. The path of
+    a port Docker publishes, with the DNAT left to the caller."""
+    with namespace() as client, namespace() as server:
+        link(
+            router, client, ["10.210.0.1/24"], ["10.210.0.2/24", "10.210.0.3/24"], a_dev="to-client"
+        )
+        link(router, server, ["10.211.0.1/24"], ["10.211.0.2/24"], a_dev="to-server")
+        client.run("ip", "route", "add", "default", "via", "10.210.0.1")
+        server.run("ip", "route", "add", "default", "via", "10.211.0.1")
+        router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield client, server
 
 
 class Probe(Protocol):

@@ -2,9 +2,10 @@
 own throw-away network namespace.
 
 Parametrized over `probes.PROBES`: a backend joins by adding a probe (how to read and disturb
-its state by hand) and must then pass the same tests. Where a firewall keeps no time left
-(iptables rules), the tests check that the ban is there and that the kernel claims no timeout.
-Packet tests check what matters in the end: who can still connect.
+its state by hand) and must then pass the same tests. Bans go in as ``banish.events.Ban`` with
+an absolute end, unbans as ``BanKey``; every call passes ``probes.NOW``. Where a firewall keeps
+no time left (iptables rules), the tests check that the ban is there and that the kernel claims
+no timeout. Packet tests check what matters in the end: who can still connect.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ipaddress import ip_network
 import pytest
 
 from banish.actions import Backend, BackendOptions, JailFirewall, create
+from banish.events import Ban
 from tests.integration.netns import (
     Namespace,
     connect,
@@ -27,12 +29,14 @@ from tests.integration.netns import (
     wait_until,
 )
 from tests.integration.probes import (
+    NOW,
     PROBES,
     SSHD,
     WEB,
     Probe,
+    ban,
     close_to,
-    entry,
+    key,
     namespace_or_skip,
     run,
 )
@@ -77,7 +81,7 @@ def test_start_creates_structure_and_stop_removes_only_its_own(fw: Firewall) -> 
     run(fw.backend.start([SSHD, WEB]))
     assert fw.probe.started([SSHD, WEB])
     assert fw.probe.bans("sshd") == {}
-    run(fw.backend.ban([entry("198.51.100.7")]))
+    run(fw.backend.ban([ban("198.51.100.7")], NOW))
     run(fw.backend.stop())
     assert fw.probe.stopped()
     assert fw.probe.foreign_intact()
@@ -87,18 +91,15 @@ def test_start_creates_structure_and_stop_removes_only_its_own(fw: Firewall) -> 
 
 def test_ban_ipv4_ipv6_and_networks_with_timeouts(fw: Firewall) -> None:
     run(fw.backend.start([SSHD, WEB]))
-    run(
-        fw.backend.ban(
-            [
-                entry("198.51.100.7"),
-                entry("2001:db8::7", expires_in=300),
-                entry("203.0.113.0/24", expires_in=1200),
-                entry("2001:db8:1:2::/64"),
-                entry("198.51.100.9", expires_in=None),
-                entry("::ffff:198.51.100.10", jail="web"),
-            ]
-        )
-    )
+    given = [
+        ban("198.51.100.7"),
+        ban("2001:db8::7", left=300),
+        ban("203.0.113.0/24", left=1200),
+        ban("2001:db8:1:2::/64"),
+        ban("198.51.100.9", left=None),
+        ban("198.51.100.10", jail="web"),
+    ]
+    run(fw.backend.ban(given, NOW))
     bans = fw.probe.bans("sshd")
     assert set(bans) == {
         ip_network(a)
@@ -115,21 +116,40 @@ def test_ban_ipv4_ipv6_and_networks_with_timeouts(fw: Firewall) -> None:
     assert fw.left_ok(bans[ip_network("203.0.113.0/24")], 1200)
     assert fw.left_ok(bans[ip_network("2001:db8:1:2::/64")], 600)
     assert bans[ip_network("198.51.100.9/32")] is None
-    # an IPv4-mapped IPv6 address is banned as the IPv4 address the kernel sees
     assert set(fw.probe.bans("web")) == {ip_network("198.51.100.10/32")}
+
+
+def test_a_ban_ends_at_its_absolute_end_and_one_already_over_is_skipped(fw: Firewall) -> None:
+    """``banned_at + bantime`` is the end wherever and whenever a ban is applied: a ban
+    applied late gets only the time it has left, one whose end has passed is not applied,
+    and ``now`` is the caller's clock, not the backend's."""
+    run(fw.backend.start([SSHD]))
+    late = Ban("198.51.100.7", "sshd", NOW - 500, 600)  # 100 s left at NOW
+    over = Ban("198.51.100.8", "sshd", NOW - 700, 600)
+    just_over = Ban("203.0.113.0/24", "sshd", NOW - 600, 600)
+    far = Ban("2001:db8::7", "sshd", NOW + 10_000, 600)  # decided "in the future": 10,600 s
+    run(fw.backend.ban([late, over, just_over, far], NOW))
+    bans = fw.probe.bans("sshd")
+    assert set(bans) == {ip_network("198.51.100.7/32"), ip_network("2001:db8::7/128")}
+    assert fw.left_ok(bans[ip_network("198.51.100.7/32")], 100)
+    assert fw.left_ok(bans[ip_network("2001:db8::7/128")], 10_600)
+    # reconcile drops what is over, even if the firewall still holds it
+    run(fw.backend.ban([ban("198.51.100.8", left=600)], NOW))
+    run(fw.backend.reconcile([late, over], NOW))
+    assert set(fw.probe.bans("sshd")) == {ip_network("198.51.100.7/32")}
 
 
 def test_overlapping_bans_coexist_with_their_own_timeouts(fw: Firewall) -> None:
     run(fw.backend.start([SSHD]))
-    run(fw.backend.ban([entry("10.20.0.0/16", expires_in=100)]))
+    run(fw.backend.ban([ban("10.20.0.0/16", left=100)], NOW))
     run(
         fw.backend.ban(
-            [entry("10.20.30.0/24", expires_in=200), entry("10.20.30.40", expires_in=300)]
+            [ban("10.20.30.0/24", left=200), ban("10.20.30.40", left=300)], NOW
         )
     )
     run(
         fw.backend.ban(
-            [entry("2001:db8::/32", expires_in=100), entry("2001:db8::/64", expires_in=200)]
+            [ban("2001:db8::/32", left=100), ban("2001:db8::/64", left=200)], NOW
         )
     )
     bans = fw.probe.bans("sshd")
@@ -148,12 +168,12 @@ def test_reban_refreshes_time_left_and_duplicates_keep_the_longest(fw: Firewall)
     run(fw.backend.start([SSHD]))
     run(
         fw.backend.ban(
-            [entry("198.51.100.7", expires_in=600), entry("203.0.113.0/24", expires_in=60)]
+            [ban("198.51.100.7", left=600), ban("203.0.113.0/24", left=60)], NOW
         )
     )
     run(
         fw.backend.ban(
-            [entry("198.51.100.7", expires_in=7200), entry("203.0.113.0/24", expires_in=30)]
+            [ban("198.51.100.7", left=7200), ban("203.0.113.0/24", left=30)], NOW
         )
     )
     bans = fw.probe.bans("sshd")
@@ -162,13 +182,13 @@ def test_reban_refreshes_time_left_and_duplicates_keep_the_longest(fw: Firewall)
     assert fw.left_ok(bans[ip_network("203.0.113.0/24")], 30)
     run(
         fw.backend.ban(
-            [entry("198.51.100.8", expires_in=50), entry("198.51.100.8", expires_in=500)]
+            [ban("198.51.100.8", left=50), ban("198.51.100.8", left=500)], NOW
         )
     )
     assert fw.left_ok(fw.probe.bans("sshd")[ip_network("198.51.100.8/32")], 500)
     run(
         fw.backend.ban(
-            [entry("198.51.100.8", expires_in=None), entry("198.51.100.8", expires_in=500)]
+            [ban("198.51.100.8", left=None), ban("198.51.100.8", left=500)], NOW
         )
     )
     bans = fw.probe.bans("sshd")
@@ -180,7 +200,7 @@ def test_kernel_expires_a_short_ban(fw: Firewall) -> None:
         pytest.skip(f"{fw.kind} keeps no timeouts: the daemon lifts its bans")
     run(fw.backend.start([SSHD]))
     run(
-        fw.backend.ban([entry("198.51.100.7", expires_in=2), entry("198.51.100.8", expires_in=600)])
+        fw.backend.ban([ban("198.51.100.7", left=2), ban("198.51.100.8", left=600)], NOW)
     )
     assert ip_network("198.51.100.7/32") in fw.probe.bans("sshd")
     # the kernel's own timer, so poll (bounded) rather than trusting a fixed sleep
@@ -193,74 +213,74 @@ def test_unban_removes_and_tolerates_what_is_not_banned(fw: Firewall) -> None:
     run(
         fw.backend.ban(
             [
-                entry("198.51.100.7"),
-                entry("2001:db8::7"),
-                entry("203.0.113.0/24"),
-                entry("198.51.100.8"),
-                entry("198.51.100.7", jail="web"),
-            ]
+                ban("198.51.100.7"),
+                ban("2001:db8::7"),
+                ban("203.0.113.0/24"),
+                ban("198.51.100.8"),
+                ban("198.51.100.7", jail="web"),
+            ], NOW
         )
     )
     run(
         fw.backend.unban(
             [
-                entry("198.51.100.7"),
-                entry("2001:db8::7"),
-                entry("203.0.113.0/24"),
-                entry("198.51.100.99"),  # never banned
-                entry("10.0.0.0/8"),  # a prefix length never used
-                entry("2001:db8:5::/64"),
+                key("198.51.100.7"),
+                key("2001:db8::7"),
+                key("203.0.113.0/24"),
+                key("198.51.100.99"),  # never banned
+                key("10.0.0.0/8"),  # a prefix length never used
+                key("2001:db8:5::/64"),
             ]
         )
     )
     assert set(fw.probe.bans("sshd")) == {ip_network("198.51.100.8/32")}
     assert set(fw.probe.bans("web")) == {ip_network("198.51.100.7/32")}
-    run(fw.backend.unban([entry("198.51.100.7")]))  # twice is fine too
+    run(fw.backend.unban([key("198.51.100.7")]))  # twice is fine too
     assert set(fw.probe.bans("web")) == {ip_network("198.51.100.7/32")}
 
 
 def test_reconcile_restores_removes_and_corrects(fw: Firewall) -> None:
     run(fw.backend.start([SSHD]))
     active = [
-        entry("198.51.100.7"),
-        entry("2001:db8::7"),
-        entry("203.0.113.0/24"),
-        entry("198.51.100.9", expires_in=None),
+        ban("198.51.100.7"),
+        ban("2001:db8::7"),
+        ban("203.0.113.0/24"),
+        ban("198.51.100.9", left=None),
     ]
-    run(fw.backend.ban([*active, entry("198.51.100.8", expires_in=5000)]))
+    run(fw.backend.ban([*active, ban("198.51.100.8", left=5000)], NOW))
     fw.probe.flush_by_hand("sshd")
     fw.probe.add_by_hand("sshd", "192.0.2.66")  # an extra, permanent
     assert set(fw.probe.bans("sshd")) == {ip_network("192.0.2.66/32")}
-    corrected = entry("198.51.100.8", expires_in=50)
-    run(fw.backend.reconcile([*active, corrected]))
+    corrected = ban("198.51.100.8", left=50)
+    run(fw.backend.reconcile([*active, corrected], NOW))
     bans = fw.probe.bans("sshd")
-    assert set(bans) == {e.network for e in [*active, corrected]}
+    assert set(bans) == {ip_network(b.address) for b in [*active, corrected]}
     assert fw.left_ok(bans[ip_network("198.51.100.8/32")], 50)
     assert bans[ip_network("198.51.100.9/32")] is None
     # time left that drifted (or a permanent ban that became timed) is rewritten in place
     run(
         fw.backend.reconcile(
             [
-                entry("198.51.100.7", expires_in=3000),
-                entry("198.51.100.9", expires_in=100),
-                entry("203.0.113.0/24"),
-            ]
+                ban("198.51.100.7", left=3000),
+                ban("198.51.100.9", left=100),
+                ban("203.0.113.0/24"),
+            ], NOW
         )
     )
     bans = fw.probe.bans("sshd")
     assert len(bans) == 3
     assert fw.left_ok(bans[ip_network("198.51.100.7/32")], 3000)
     assert fw.left_ok(bans[ip_network("198.51.100.9/32")], 100)
-    run(fw.backend.reconcile([entry("198.51.100.7")]))  # a prefix set no longer needed goes
+    run(fw.backend.reconcile([ban("198.51.100.7")], NOW))  # a prefix set no longer needed goes
     assert set(fw.probe.bans("sshd")) == {ip_network("198.51.100.7/32")}
 
 
 def test_reconcile_rebuilds_structure_deleted_by_hand(fw: Firewall) -> None:
     run(fw.backend.start([SSHD]))
-    run(fw.backend.ban([entry("198.51.100.7"), entry("203.0.113.0/24")]))
+    run(fw.backend.ban([ban("198.51.100.7"), ban("203.0.113.0/24")], NOW))
     fw.probe.drop_structure_by_hand()
     assert not fw.probe.started([SSHD])
-    run(fw.backend.reconcile([entry("198.51.100.7"), entry("203.0.113.0/24")]))
+    run(fw.backend.reconcile([ban("198.51.100.7"), ban("203.0.113.0/24")], NOW))
     assert fw.probe.started([SSHD])
     assert set(fw.probe.bans("sshd")) == {
         ip_network("198.51.100.7/32"),
@@ -272,7 +292,7 @@ def test_restart_reload_keeps_bans_of_remaining_jails(fw: Firewall) -> None:
     run(fw.backend.start([SSHD, WEB]))
     run(
         fw.backend.ban(
-            [entry("198.51.100.7"), entry("203.0.113.0/24"), entry("198.51.100.8", jail="web")]
+            [ban("198.51.100.7"), ban("203.0.113.0/24"), ban("198.51.100.8", jail="web")], NOW
         )
     )
     again = create(fw.kind, BackendOptions(netns=fw.ns.name))
@@ -282,7 +302,7 @@ def test_restart_reload_keeps_bans_of_remaining_jails(fw: Firewall) -> None:
         ip_network("203.0.113.0/24"),
     }
     assert fw.probe.bans("web") == {}
-    run(again.unban([entry("203.0.113.0/24")]))  # knows the /24 set it did not create
+    run(again.unban([key("203.0.113.0/24")]))  # knows the /24 set it did not create
     assert set(fw.probe.bans("sshd")) == {ip_network("198.51.100.7/32")}
     # reshaped on reload (verdict, allow list, ports): the bans stay
     reshaped = JailFirewall("sshd", ports=(22,), blocktype="drop", allow=())
@@ -294,11 +314,11 @@ def test_restart_reload_keeps_bans_of_remaining_jails(fw: Firewall) -> None:
 def test_long_jail_names_fit_the_kernel(fw: Firewall) -> None:
     long = [JailFirewall("j" * 64), JailFirewall("j" * 63 + "k", protocol="all")]
     run(fw.backend.start(long))
-    run(fw.backend.ban([entry("198.51.100.7", j.name) for j in long]))
+    run(fw.backend.ban([ban("198.51.100.7", j.name) for j in long], NOW))
     assert fw.probe.started(long)
     for jail in long:
         assert set(fw.probe.bans(jail.name)) == {ip_network("198.51.100.7/32")}
-    run(fw.backend.unban([entry("198.51.100.7", long[0].name)]))
+    run(fw.backend.unban([key("198.51.100.7", long[0].name)]))
     assert fw.probe.bans(long[0].name) == {}
     assert set(fw.probe.bans(long[1].name)) == {ip_network("198.51.100.7/32")}
     run(fw.backend.stop())
@@ -308,7 +328,7 @@ def test_long_jail_names_fit_the_kernel(fw: Firewall) -> None:
 def test_calls_for_jails_not_started_are_refused(fw: Firewall) -> None:
     run(fw.backend.start([SSHD]))
     with pytest.raises(ValueError, match="nope"):
-        run(fw.backend.ban([entry("198.51.100.7", jail="nope")]))
+        run(fw.backend.ban([ban("198.51.100.7", jail="nope")], NOW))
     with pytest.raises(ValueError, match="share a name"):
         run(fw.backend.start([SSHD, SSHD]))
 
@@ -367,14 +387,14 @@ def test_packets_banned_sources_cannot_connect(
         run(
             backend.ban(
                 [
-                    entry("10.200.1.2", "ssh"),
-                    entry("10.200.2.0/24", "ssh"),
-                    entry("10.200.3.0/24", "ssh"),
-                    entry("10.200.3.9", "ssh"),
-                    entry("fd00:200:0:1::2", "ssh"),
-                    entry("fd00:200:0:2::/64", "ssh"),
-                    entry("10.200.1.3", "web"),
-                ]
+                    ban("10.200.1.2", "ssh"),
+                    ban("10.200.2.0/24", "ssh"),
+                    ban("10.200.3.0/24", "ssh"),
+                    ban("10.200.3.9", "ssh"),
+                    ban("fd00:200:0:1::2", "ssh"),
+                    ban("fd00:200:0:2::/64", "ssh"),
+                    ban("10.200.1.3", "web"),
+                ], NOW
             )
         )
         # 2 s: Linux (6.18 here) let the first ICMPv6 error on a SYN pass unheeded; the

@@ -15,21 +15,22 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Coroutine
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from banish.actions.actiondef import ActionDefinition, load_actions
-from banish.actions.base import BackendError, BanEntry, JailFirewall
-from banish.actions.command import BanDetails, CommandActions, DetailedBanEntry
+from banish.actions.base import BackendError
+from banish.actions.command import CommandActions
+from banish.config.actiondef import ActionDefinition, load_actions
 from banish.config.loader import load_config
+from banish.events import PERMANENT, Ban
 from tests.integration.netns import namespace, wait_until
 
 F2B = "/etc/fail2ban"
-V4, V4B, V6 = ip_address("192.0.2.1"), ip_address("192.0.2.2"), ip_address("2001:db8::1")
-JAIL = JailFirewall("sshd")
+V4, V4B, V6 = "192.0.2.1", "192.0.2.2", "2001:db8::1"
+JAIL = "sshd"
+NOW = 1_700_000_000.0
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -46,8 +47,9 @@ def actions(root: Path, *specs: str, jail: str = "sshd",
     return {jail: load_actions(config_dir or str(root), specs, {}, jail=jail)}
 
 
-def entry(address: Any = V4, jail: str = "sshd", **details: Any) -> DetailedBanEntry:
-    return DetailedBanEntry(address, jail, 600, BanDetails(**details))
+def ban(address: str = V4, jail: str = "sshd", bantime: int = 600, **more: Any) -> Ban:
+    """A ban decided at NOW; ``more`` are the other `Ban` fields (failures, matches...)."""
+    return Ban(address, jail, NOW, bantime, **more)
 
 
 def exact(path: Path) -> str:
@@ -87,7 +89,8 @@ ECHO = """\
 actionban = printf '%%s' "<matches>" > <out>/matches
             printf '%%s' <F-USER> > <out>/user
             printf '%%s' "<ipjailmatches>" > <out>/ipjailmatches
-            printf '%%s|%%s|%%s|%%s|%%s|%%s' <ip> "<fid>" <failures> <bantime> <restored> "<F-NOPE>" > <out>/plain
+            printf '%%s|%%s|%%s|%%s|%%s|%%s|%%s|%%s' <ip> "<fid>" <failures> <bantime> <restored> "<F-NOPE>" <bancount> <time> > <out>/plain
+            printf '%%s' "<raw-ticket>" > <out>/raw
             echo '<F-USER>' > <out>/single-quoted
 [Init]
 out = /nonexistent
@@ -100,19 +103,22 @@ def test_hostile_values_arrive_exactly_and_never_run(tmp_path: Path, template: s
     value = template.replace("{c}", str(canary))
     write_action(tmp_path, "echo", ECHO)
     backend = CommandActions(actions(tmp_path, f"echo[out={tmp_path}]"))
-    ban = entry(V4, failures=7, matches=(value, "second " + value), fields={"user": value},
-                fid=value, ipjailmatches=(value,), bantime=3600)
+    hostile = ban(V4, failures=7, matches=(value, "second " + value), fields={"user": value},
+                  fid=value, bantime=3600, ban_count=3)
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([ban])
+        await backend.ban([hostile], NOW)
 
     run(go())
     assert not canary.exists()
     assert exact(tmp_path / "matches") == f"{value}\nsecond {value}"
     assert exact(tmp_path / "user") == value
-    assert exact(tmp_path / "ipjailmatches") == value
-    assert exact(tmp_path / "plain") == f"192.0.2.1|{value}|7|3600|0|"
+    assert exact(tmp_path / "ipjailmatches") == f"{value}\nsecond {value}"
+    assert exact(tmp_path / "plain") == f"192.0.2.1|{value}|7|3600|0||3|{NOW}"
+    assert exact(tmp_path / "raw") == (f"ban ip=192.0.2.1 jail=sshd time={NOW} bantime=3600 "
+                                       f"bancount=3 failures=7 "
+                                       f"matches={[value, 'second ' + value]!r}")
     # Inside single quotes a script gets the variable's name, never the value.
     assert exact(tmp_path / "single-quoted") == '"${banish_F_USER}"\n'
 
@@ -129,7 +135,7 @@ def test_debians_sendmail_whois_matches_with_hostile_matches(tmp_path: Path) -> 
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4, failures=5, matches=tuple(hostile))])
+        await backend.ban([ban(V4, failures=5, matches=tuple(hostile))], NOW)
         await backend.stop()
 
     run(go())
@@ -151,9 +157,9 @@ def test_debians_dummy_action_lifecycle(tmp_path: Path) -> None:
     async def go() -> None:
         await backend.start([JAIL])
         assert target.exists()
-        await backend.ban([entry(V4), entry(V6)])
-        await backend.unban([BanEntry(V4, "sshd")])
-        await backend.unban([BanEntry(V4B, "sshd")])  # never banned: nothing runs
+        await backend.ban([ban(V4), ban(V6)], NOW)
+        await backend.unban([ban(V4)])
+        await backend.unban([ban(V4B)])  # never banned: nothing runs
         assert backend.applied("sshd") == {"dummy": [V6]}
         await backend.stop()
 
@@ -182,16 +188,16 @@ def test_failing_ban_raises_with_stderr_and_is_retried_later(tmp_path: Path) -> 
     async def go() -> None:
         await backend.start([JAIL])
         with pytest.raises(BackendError) as info:
-            await backend.ban([entry(V4), entry(V4B)])
+            await backend.ban([ban(V4), ban(V4B)], NOW)
         message = str(info.value)
         assert "refusing 192.0.2.1: no allow file" in message
         assert "refusing 192.0.2.2: no allow file" in message
         assert "exit status 1" in message and "[sshd] action failing" in message
         assert backend.applied("sshd") == {"failing": []}
         (tmp_path / "allow").touch()
-        await backend.reconcile([entry(V4), entry(V4B)])
+        await backend.reconcile([ban(V4), ban(V4B)], NOW)
         assert backend.applied("sshd") == {"failing": [V4, V4B]}
-        await backend.reconcile([entry(V4B)])  # V4 is no longer active: lifted
+        await backend.reconcile([ban(V4B)], NOW)  # V4 is no longer active: lifted
         await backend.stop()
 
     run(go())
@@ -221,20 +227,20 @@ def test_failed_ban_runs_check_repairs_and_rebans_what_the_repair_lost(tmp_path:
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4)])
+        await backend.ban([ban(V4)], NOW)
         chain.unlink()  # someone deleted our chain
         calls.unlink()
-        await backend.ban([entry(V4B)])
+        await backend.ban([ban(V4B)], NOW)
         assert lines(calls) == ["ban 192.0.2.2", "check", "stop", "start", "check",
                                 "ban 192.0.2.2", "ban 192.0.2.1"]
         assert sorted(lines(chain)) == ["192.0.2.1", "192.0.2.2"]
         chain.unlink()
         calls.unlink()
-        await backend.reconcile([entry(V4), entry(V4B)])
+        await backend.reconcile([ban(V4), ban(V4B)], NOW)
         assert lines(calls)[:4] == ["check", "stop", "start", "check"]
         assert sorted(lines(chain)) == ["192.0.2.1", "192.0.2.2"]
         calls.unlink()
-        await backend.reconcile([entry(V4), entry(V4B)])  # all sound: only the check runs
+        await backend.reconcile([ban(V4), ban(V4B)], NOW)  # all sound: only the check runs
         assert lines(calls) == ["check"]
 
     run(go())
@@ -247,11 +253,11 @@ def test_unban_does_not_repair_unless_allowed(tmp_path: Path) -> None:
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4)])
+        await backend.ban([ban(V4)], NOW)
         (tmp_path / "chain").unlink()
         calls.unlink()
         with pytest.raises(BackendError, match="unban is impossible"):
-            await backend.unban([BanEntry(V4, "sshd")])
+            await backend.unban([ban(V4)])
         assert "start" not in lines(calls)
 
     run(go())
@@ -265,10 +271,10 @@ def test_unban_repairs_when_allowed(tmp_path: Path) -> None:
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4), entry(V4B)])
+        await backend.ban([ban(V4), ban(V4B)], NOW)
         chain.unlink()
         calls.unlink()
-        await backend.unban([BanEntry(V4, "sshd")])
+        await backend.unban([ban(V4)])
         assert lines(calls)[:6] == ["unban 192.0.2.1", "check", "stop", "start", "check",
                                     "unban 192.0.2.1"]
         assert lines(chain) == ["192.0.2.2"]  # the repair's loss is banned again
@@ -285,7 +291,7 @@ def test_timeout_kills_the_whole_command(tmp_path: Path) -> None:
     async def go() -> None:
         await backend.start([JAIL])
         with pytest.raises(BackendError, match=r"timed out after 0\.3 s"):
-            await backend.ban([entry(V4)])
+            await backend.ban([ban(V4)], NOW)
 
     run(go())
     pid = int((tmp_path / "pid").read_text())
@@ -310,7 +316,7 @@ def test_background_child_holding_output_does_not_block(tmp_path: Path) -> None:
         await backend.start([JAIL])
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await backend.ban([entry(V4)])  # done when the script exits, not when its child does
+        await backend.ban([ban(V4)], NOW)  # done when the script exits, not when its child does
         assert loop.time() - began < 4
 
     try:
@@ -333,7 +339,7 @@ def test_failed_start_is_reported_and_tried_again_before_the_next_ban(tmp_path: 
                                                "not ready yet"):
             await backend.start([JAIL])
         (tmp_path / "ready").touch()
-        await backend.ban([entry(V4)])
+        await backend.ban([ban(V4)], NOW)
 
     run(go())
     assert lines(tmp_path / "log") == ["ban 192.0.2.1"]
@@ -362,9 +368,9 @@ def test_family_sections_start_on_demand_and_flush_on_stop(tmp_path: Path) -> No
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4)])
-        await backend.ban([entry(V4B), entry(V6)])
-        await backend.unban([BanEntry(V6, "sshd")])
+        await backend.ban([ban(V4)], NOW)
+        await backend.ban([ban(V4B), ban(V6)], NOW)
+        await backend.unban([ban(V6)])
         await backend.stop()
 
     run(go())
@@ -392,14 +398,83 @@ def test_reconcile_restores_and_norestored_actions_skip(tmp_path: Path) -> None:
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([entry(V4)])
-        await backend.reconcile([BanEntry(V4, "sshd", 60), BanEntry(V6, "sshd", 60),
-                                 BanEntry(V4B, "other", 60)])
+        await backend.ban([ban(V4)], NOW)
+        await backend.reconcile([ban(V4, bantime=60), ban(V6, bantime=60),
+                                 ban(V4B, "other", bantime=60)], NOW)
 
     run(go())
     assert lines(tmp_path / "log")[-2:] == ["start ip6tables inet6",
                                             "ban ip6tables 2001:db8::1 restored=1"]
     assert lines(tmp_path / "mail") == ["mail 192.0.2.1"]
+
+
+def test_restored_bans_skip_norestored_actions_and_say_so(tmp_path: Path) -> None:
+    """``ban(..., restored=True)``: bans re-applied after a restart. A mail action
+    (``norestored``) stays quiet, a firewall action sees ``<restored>`` 1, and an unban of
+    such a ban still runs the firewall's actionunban."""
+    write_action(tmp_path, "fam", FAMILY)
+    write_action(tmp_path, "mail", MAIL + f"[Init]\nout = {tmp_path}\n")
+    backend = CommandActions(actions(tmp_path, f"fam[out={tmp_path}]", "mail"))
+
+    async def go() -> None:
+        await backend.start([JAIL])
+        await backend.ban([ban(V4), ban(V6)], NOW, restored=True)
+        await backend.ban([ban(V4B)], NOW)
+        assert backend.applied("sshd") == {"fam": [V4, V6, V4B], "mail": [V4, V6, V4B]}
+        await backend.unban([ban(V4)])
+
+    run(go())
+    assert lines(tmp_path / "log") == [
+        "start iptables inet4", "ban iptables 192.0.2.1 restored=1",
+        "start ip6tables inet6", "ban ip6tables 2001:db8::1 restored=1",
+        "ban iptables 192.0.2.2 restored=0", "unban iptables 192.0.2.1"]
+    assert lines(tmp_path / "mail") == ["mail 192.0.2.2"]
+
+
+def test_a_failed_ban_retried_by_reconcile_is_not_a_restored_one(tmp_path: Path) -> None:
+    """The mail of a ban whose first try failed is sent when reconcile retries it; a ban
+    reconcile finds missing without having seen it fail counts as restored."""
+    write_action(tmp_path, "flaky", "[Definition]\nnorestored = 1\nactionban = test -e "
+                                    "<out>/up && echo mail <ip> >> <out>/mail\n"
+                                    f"[Init]\nout = {tmp_path}\n")
+    backend = CommandActions(actions(tmp_path, "flaky"))
+
+    async def go() -> None:
+        await backend.start([JAIL])
+        with pytest.raises(BackendError, match=r"actionban for 192\.0\.2\.1 failed"):
+            await backend.ban([ban(V4)], NOW)
+        (tmp_path / "up").touch()
+        await backend.reconcile([ban(V4), ban(V4B)], NOW)
+        assert backend.applied("sshd") == {"flaky": [V4, V4B]}
+
+    run(go())
+    assert lines(tmp_path / "mail") == ["mail 192.0.2.1"]
+
+
+TAGS = """\
+[Definition]
+actionban = echo ban <ip> <bantime> <bancount> <failures> <time> >> <out>/log
+actionunban = echo unban <ip> <bantime> <bancount> <failures> "<F-USER>" >> <out>/log
+actionprolong = echo prolong <ip> <bantime> >> <out>/log
+"""
+
+
+def test_bans_over_are_skipped_and_every_call_carries_the_bans_own_tags(tmp_path: Path
+                                                                       ) -> None:
+    write_action(tmp_path, "tags", TAGS + f"[Init]\nout = {tmp_path}\n")
+    backend = CommandActions(actions(tmp_path, "tags"))
+    first = ban(V4, bantime=600, ban_count=2, failures=5)
+
+    async def go() -> None:
+        await backend.start([JAIL])
+        await backend.ban([first, Ban(V4B, "sshd", NOW - 700, 600)], NOW)  # V4B is over
+        await backend.reconcile([first, Ban(V4B, "sshd", NOW - 700, 600)], NOW)
+        await backend.ban([first._replace(bantime=PERMANENT)], NOW + 10)  # a re-ban: prolong
+        await backend.unban([first._replace(failures=9, fields={"user": "x y"})])
+
+    run(go())
+    assert lines(tmp_path / "log") == [f"ban 192.0.2.1 600 2 5 {NOW}", "prolong 192.0.2.1 -1",
+                                       "unban 192.0.2.1 600 2 9 x y"]
 
 
 def test_reload_keeps_unchanged_actions_and_replaces_changed_ones(tmp_path: Path) -> None:
@@ -414,8 +489,8 @@ def test_reload_keeps_unchanged_actions_and_replaces_changed_ones(tmp_path: Path
     backend = CommandActions(first)
 
     async def go() -> None:
-        await backend.start([JAIL, JailFirewall("web")])
-        await backend.ban([entry(V4), entry(V4, jail="web")])
+        await backend.start([JAIL, "web"])
+        await backend.ban([ban(V4), ban(V4, jail="web")], NOW)
         log.unlink()
         backend.configure(actions(tmp_path, f"fam[out={tmp_path}]",
                                   f"other[out={tmp_path}, name=renamed]"))
@@ -423,9 +498,9 @@ def test_reload_keeps_unchanged_actions_and_replaces_changed_ones(tmp_path: Path
         assert lines(log) == ["stop web", "stop sshd", "reload", "start renamed"]
         assert backend.applied("sshd") == {"fam": [V4], "other-renamed": []}
         with pytest.raises(BackendError, match="no actions started"):
-            await backend.ban([entry(V4, jail="web")])
+            await backend.ban([ban(V4, jail="web")], NOW)
         with pytest.raises(BackendError, match="no actions configured for jail"):
-            await backend.start([JailFirewall("nosuch")])
+            await backend.start(["nosuch"])
 
     run(go())
 
@@ -453,7 +528,8 @@ def _rules(ns_name: str, tool: str) -> list[str]:
 @pytest.mark.skipif(_iptables_skip() is not None, reason=str(_iptables_skip()))
 def test_debian_iptables_multiport_in_a_namespace() -> None:
     (jail,) = load_config(F2B, only={"sshd"}, include_disabled=True).jails
-    definitions = {"sshd": load_actions(F2B, jail.actions, jail.options, jail="sshd")}
+    definitions = {"sshd": jail.actions}  # the config compiles the jail's action.d scripts
+    assert [a.name for a in jail.actions] == ["iptables-multiport"]
     jump = "-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd"
     v4_rule = "-A f2b-sshd -s 192.0.2.1/32 -j REJECT --reject-with icmp-port-unreachable"
     v6_rule = "-A f2b-sshd -s 2001:db8::1/128 -j REJECT --reject-with icmp6-port-unreachable"
@@ -470,17 +546,17 @@ def test_debian_iptables_multiport_in_a_namespace() -> None:
         async def go() -> None:
             await backend.start([JAIL])
             assert "-N f2b-sshd" not in v4()  # conditional action: started on first ban
-            await backend.ban([entry(V4), entry(V6)])
+            await backend.ban([ban(V4), ban(V6)], NOW)
             assert jump in v4() and v4_rule in v4()
             assert jump in v6() and v6_rule in v6()
-            await backend.unban([BanEntry(V4, "sshd")])
+            await backend.unban([ban(V4)])
             assert v4_rule not in v4() and "-N f2b-sshd" in v4()
             # Damage the structure by hand: reconcile's actioncheck notices and rebuilds.
             ns.run("iptables", "-w", "-D", "INPUT", "-p", "tcp", "-m", "multiport",
                    "--dports", "22", "-j", "f2b-sshd")
             ns.run("ip6tables", "-w", "-D", "INPUT", "-p", "tcp", "-m", "multiport",
                    "--dports", "22", "-j", "f2b-sshd")
-            await backend.reconcile([entry(V4), entry(V6)])
+            await backend.reconcile([ban(V4), ban(V6)], NOW)
             assert jump in v4() and v4_rule in v4()
             assert jump in v6() and v6_rule in v6()
             assert v6().count(v6_rule) == 1
@@ -496,11 +572,11 @@ def test_unknown_jail_and_empty_batches(tmp_path: Path) -> None:
 
     async def go() -> None:
         await backend.start([JAIL])
-        await backend.ban([])
+        await backend.ban([], NOW)
         await backend.unban([])
-        await backend.reconcile([])
+        await backend.reconcile([], NOW)
         with pytest.raises(BackendError, match=r"\[nosuch\] no actions started"):
-            await backend.ban([entry(V4, jail="nosuch")])
+            await backend.ban([ban(V4, jail="nosuch")], NOW)
         await backend.stop()
         await backend.stop()
 

@@ -78,7 +78,8 @@ class FakeDaemon:
                 return self._status(args["jail"])
             summary = [{k: v for k, v in self._status(j).items() if k in SUMMARY_KEYS}
                        for j in JAILS]
-            return {"jails": list(JAILS), "jail_count": len(JAILS), "summary": summary}
+            return {"jails": list(JAILS), "jail_count": len(JAILS), "summary": summary,
+                    "skipped": [], "firewall_errors": [], "failed_bans": 0, "subscribers": []}
         if cmd == "ban":
             fresh = [ip for ip in args["ips"] if (args["jail"], ip) not in self.bans]
             for ip in fresh:
@@ -94,7 +95,8 @@ class FakeDaemon:
             missing = [ip for ip in args["ips"] or [] if ip not in found]
             return {"unbanned": len(keys), "not_banned": missing}
         if cmd == "banned":
-            return [{"jail": j, "ip": ip, "banned_at": t, "expires_at": t + 600, "bantime": 600}
+            return [{"jail": j, "ip": ip, "banned_at": t, "expires_at": t + 600, "bantime": 600,
+                     "origin": ""}
                     for (j, ip), t in sorted(self.bans.items())
                     if args["ip"] in (None, ip) and args["jail"] in (None, j)]
         if cmd == "reload":
@@ -273,12 +275,19 @@ VERBS = [
     (["unban", "--all", "sshd"], ("unban", {"ips": None, "jail": "sshd", "all": True}), []),
     (["banned"], ("banned", {"ip": None, "jail": None}), []),
     (["banned", "--jail", "sshd"], ("banned", {"ip": None, "jail": "sshd"}),
-     [["get", "sshd", "banned"]]),
-    (["reload"], ("reload", {"jail": None}), []),
-    (["reload", "nginx"], ("reload", {"jail": "nginx"}), []),
+     [["get", "sshd", "banned"], ["get", "sshd", "banip"], ["get", "sshd", "banip", "--with-time"]]),
+    (["reload"], ("reload", {"jail": None, "unban": False}), []),
+    (["reload", "nginx"], ("reload", {"jail": "nginx", "unban": False}), []),
+    (["reload", "--unban"], ("reload", {"jail": None, "unban": True}), []),
+    (["reload", "--unban", "nginx"], ("reload", {"jail": "nginx", "unban": True}), []),
     (["get", "sshd", "maxretry"], ("get", {"jail": "sshd", "param": "maxretry"}), []),
+    (["get", "loglevel"], ("get", {"jail": None, "param": "loglevel"}), []),
     (["set", "sshd", "bantime", "600"], ("set", {"jail": "sshd", "param": "bantime",
                                                  "value": "600"}), []),
+    (["set", "loglevel", "DEBUG"], ("set", {"jail": None, "param": "loglevel",
+                                            "value": "DEBUG"}), []),
+    (["set", "sshd", "addignoreip", "192.0.2.1", "host.example"],
+     ("set", {"jail": "sshd", "param": "addignoreip", "value": "192.0.2.1 host.example"}), []),
     (["stop"], ("stop", {}), []),
 ]
 
@@ -327,6 +336,8 @@ def test_json_outputs_have_the_documented_keys(daemon: Daemon) -> None:
     assert run_json("unban", "192.0.2.1", "192.0.2.99") == {"unbanned": 1,
                                                             "not_banned": ["192.0.2.99"]}
     assert run_json("reload") == {"jails": list(JAILS)}
+    # --with-time is the client's rendering: --json shows the daemon's rows unchanged
+    assert run_json("get", "sshd", "banip", "--with-time") == run_json("banned", "--jail", "sshd")
 
 
 def test_human_outputs(daemon: Daemon) -> None:
@@ -341,6 +352,13 @@ def test_human_outputs(daemon: Daemon) -> None:
     out = cli("--socket", s, "banned")[1].splitlines()
     assert out[0].split() == ["JAIL", "ADDRESS", "BANNED", "AT", "EXPIRES", "AT", "LEFT"]
     assert out[1].split()[:2] == ["sshd", "192.0.2.1"] and len(out) == 2
+    cli("--socket", s, "ban", "sshd", "192.0.2.2")
+    assert cli("--socket", s, "get", "sshd", "banip") == (0, "192.0.2.1 192.0.2.2\n", "")
+    code, out, _ = cli("--socket", s, "get", "sshd", "banip", "--with-time")
+    lines = out.splitlines()
+    assert code == 0 and [line.split(" \t")[0] for line in lines] == ["192.0.2.1", "192.0.2.2"]
+    assert all(" + 600 = " in line for line in lines)
+    assert cli("--socket", s, "get", "nginx", "banip") == (0, "", "")
 
 
 def test_banned_exit_status_says_whether_an_address_is_banned(daemon: Daemon) -> None:

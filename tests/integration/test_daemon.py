@@ -124,8 +124,8 @@ def test_broken_reload_keeps_old_config_and_bans(tmp_path: Path) -> None:
         d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = lots"))
         assert d.proc is not None
         d.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "Reload failed, keeping the running configuration" in d.log_text(),
-                 what="refused reload")
+        wait_for(lambda: "still running its previous configuration" in d.log_text(),
+                 what="refused reload of the jail")
         assert "maxretry" in d.log_text()
         d.fail("a.log", "198.18.0.78", 3)  # the old configuration still works
         wait_for(lambda: "198.18.0.78" in d.bans(), what="ban with the old config")
@@ -189,11 +189,13 @@ def test_control_verbs_and_reload_against_the_daemon(tmp_path: Path) -> None:
         assert banned == {"198.18.2.1", "198.18.2.2", "198.18.2.3", "2001:db8:77::/64"}
         d.cli("unban", "198.18.2.2")
         assert "198.18.2.2" in d.bans("Unban")
-        # a broken config is refused and everything keeps running
+        # a broken jail is refused (exit 2, one line) and keeps running as it was
         d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = lots"))
         proc = d.cli("reload", check=False)
         assert proc.returncode == 2 and "maxretry" in proc.stderr
         assert proc.stderr.count("\n") == 1
+        assert "still running its previous configuration" in proc.stderr
+        assert json.loads(d.cli("get", "demo", "maxretry", "--json").stdout)["value"] == 3
         assert len(json.loads(d.cli("banned", "--json").stdout)) == 3
         # a good config is applied, bans kept
         d.write_jails((JAILS % "1h").replace("maxretry = 3", "maxretry = 2"))

@@ -45,8 +45,8 @@ def bans(addresses: list[str], bantime: int = 600) -> list[Ban]:
 
 def enforcer(ns: Namespace, tmp_path: Path) -> Enforcer:
     store = SqliteStore(tmp_path / "banish.sqlite3")
-    enf = Enforcer(store, {"nftables": NftablesBackend(netns=ns.name)})
-    asyncio.run(enf.start([SSHD], {"sshd": "nftables"}, NOW))
+    enf = Enforcer(store, lambda name: NftablesBackend(netns=ns.name))
+    asyncio.run(enf.start({"sshd": ("nftables", SSHD)}, NOW))
     return enf
 
 
@@ -63,7 +63,7 @@ def test_a_batch_bigger_than_a_slice_lands_everywhere_once(ns: Namespace, tmp_pa
     assert set(NftProbe(ns).bans("sshd")) == {ipaddress.ip_network(a) for a in addresses}
     assert {a.address for a in enf.store.active_bans(NOW)} == set(addresses)
     assert len(enf.store.ban_history()) == len(addresses)  # nothing recorded twice
-    assert set(enf.active) == {BanKey(a, "sshd") for a in addresses}
+    assert set(enf.active.ban_keys()) == {BanKey(a, "sshd") for a in addresses}
     assert enf.total_banned == {"sshd": len(addresses)} and not enf.failed
     assert asyncio.run(enf.ban(bans(addresses[:10]), NOW)) == []  # active: nothing to do
 
@@ -75,7 +75,7 @@ def test_a_failing_store_takes_the_firewall_change_back(ns: Namespace, tmp_path:
     with pytest.raises(StoreError, match="closed"):
         asyncio.run(enf.ban(bans(hosts(APPLY_SLICE + 10)), NOW))
     assert set(NftProbe(ns).bans("sshd")) == {ipaddress.ip_network("198.51.100.1/32")}
-    assert set(enf.active) == {BanKey("198.51.100.1", "sshd")} and not enf.failed
+    assert set(enf.active.ban_keys()) == {BanKey("198.51.100.1", "sshd")} and not enf.failed
     assert not enf._pending  # a later ban of the same addresses is not blocked
 
 

@@ -20,18 +20,22 @@ from banish.actions import iptables as iptables_backend
 from banish.actions.ipset import IpsetBackend, _seconds
 from banish.actions.iptables import IptablesBackend
 from banish.actions.xtables import fit_name, jump_rules, parse_source_rule
-from tests.integration.netns import Namespace, connect, link, namespace, skip_reason, tcp_server
+from tests.integration.netns import Namespace, connect, skip_reason, tcp_server
 from tests.integration.probes import (
+    NOW,
     SSHD,
     WEB,
     IpsetProbe,
     IptablesProbe,
     NftProbe,
+    Probe,
+    ban,
     close_to,
-    entry,
     ipset_members,
     iptables,
+    key,
     namespace_or_skip,
+    routed,
     run,
     save,
 )
@@ -114,7 +118,7 @@ def test_ipset_layout_names_types_and_rule_order(ns: Namespace) -> None:
     backend = IpsetBackend(netns=ns.name)
     many = JailFirewall("many", ports=tuple(range(1000, 1020)), protocol="udp")
     run(backend.start([SSHD, JailFirewall("all", protocol="all", forward=True), many]))
-    run(backend.ban([entry("203.0.113.0/24"), entry("198.51.100.7", expires_in=None)]))
+    run(backend.ban([ban("203.0.113.0/24"), ban("198.51.100.7", left=None)], NOW))
     sets = ns.run("ipset", "save")
     assert "create banish-sshd-h4 hash:ip family inet " in sets
     assert "create banish-sshd-n6 hash:net family inet6 " in sets
@@ -149,7 +153,7 @@ def test_ipset_layout_names_types_and_rule_order(ns: Namespace) -> None:
 def test_iptables_layout_one_rule_per_ban_after_the_allow_rules(ns: Namespace) -> None:
     backend = IptablesBackend(netns=ns.name)
     run(backend.start([SSHD, WEB]))
-    run(backend.ban([entry("198.51.100.7"), entry("203.0.113.0/24"), entry("2001:db8::7", "web")]))
+    run(backend.ban([ban("198.51.100.7"), ban("203.0.113.0/24"), ban("2001:db8::7", "web")], NOW))
     _, v4 = save(ns, 4)
     assert v4["INPUT"] == ["-j banish-ipt"]
     assert v4["banish-ipt-sshd"] == [
@@ -181,10 +185,10 @@ def test_ipset_batch_with_a_missing_set_applies_nothing(ns: Namespace) -> None:
     iptables(ns, 4, "-F", "banish-set-sshd")
     ns.run("ipset", "destroy", "banish-sshd-n4")
     with pytest.raises(BackendError, match="banish-sshd-n4 is missing"):
-        run(backend.ban([entry("198.51.100.7"), entry("198.51.100.0/24")]))
+        run(backend.ban([ban("198.51.100.7"), ban("198.51.100.0/24")], NOW))
     assert IpsetProbe(ns).bans("sshd") == {}  # the host ban in the same batch did not land
-    run(backend.unban([entry("198.51.100.0/24")]))  # nothing to lift there: no error
-    run(backend.reconcile([entry("198.51.100.7"), entry("198.51.100.0/24")]))  # the repair
+    run(backend.unban([key("198.51.100.0/24")]))  # nothing to lift there: no error
+    run(backend.reconcile([ban("198.51.100.7"), ban("198.51.100.0/24")], NOW))  # the repair
     assert set(IpsetProbe(ns).bans("sshd")) == {
         ip_network("198.51.100.7/32"),
         ip_network("198.51.100.0/24"),
@@ -196,9 +200,9 @@ def test_ipset_batch_with_a_missing_set_applies_nothing(ns: Namespace) -> None:
 def test_ipset_batch_that_would_overflow_a_set_applies_nothing(ns: Namespace) -> None:
     backend = IpsetBackend(netns=ns.name, maxelem=4)
     run(backend.start([SSHD]))
-    run(backend.ban([entry(f"198.51.100.{i}") for i in range(3)]))
+    run(backend.ban([ban(f"198.51.100.{i}") for i in range(3)], NOW))
     with pytest.raises(BackendError, match="at most 4"):
-        run(backend.ban([entry("2001:db8::1"), entry("198.51.100.10"), entry("198.51.100.11")]))
+        run(backend.ban([ban("2001:db8::1"), ban("198.51.100.10"), ban("198.51.100.11")], NOW))
     assert len(IpsetProbe(ns).bans("sshd")) == 3
 
 
@@ -209,9 +213,9 @@ def test_iptables_batch_with_a_missing_chain_applies_nothing(ns: Namespace) -> N
     iptables(ns, 6, "-F", "banish-ipt")
     iptables(ns, 6, "-X", "banish-ipt-sshd")
     with pytest.raises(BackendError, match="banish-ipt-sshd is missing"):
-        run(backend.ban([entry("198.51.100.7"), entry("2001:db8::7")]))
+        run(backend.ban([ban("198.51.100.7"), ban("2001:db8::7")], NOW))
     assert IptablesProbe(ns).bans("sshd") == {}
-    run(backend.unban([entry("2001:db8::7")]))
+    run(backend.unban([key("2001:db8::7")]))
 
 
 @needs_tools
@@ -229,13 +233,13 @@ def test_iptables_second_family_failing_undoes_the_first(ns: Namespace, tmp_path
     run(backend.start([SSHD]))
     fail.touch()
     with pytest.raises(BackendError, match="ip6tables-restore"):
-        run(backend.ban([entry("198.51.100.7"), entry("2001:db8::7")]))
+        run(backend.ban([ban("198.51.100.7"), ban("2001:db8::7")], NOW))
     assert probe.bans("sshd") == {}  # the IPv4 rule was added, then taken back
     fail.unlink()
-    run(backend.ban([entry("198.51.100.7"), entry("2001:db8::7")]))
+    run(backend.ban([ban("198.51.100.7"), ban("2001:db8::7")], NOW))
     fail.touch()
     with pytest.raises(BackendError, match="ip6tables-restore"):
-        run(backend.unban([entry("198.51.100.7"), entry("2001:db8::7")]))
+        run(backend.unban([key("198.51.100.7"), key("2001:db8::7")]))
     assert set(probe.bans("sshd")) == {ip_network("198.51.100.7/32"), ip_network("2001:db8::7/128")}
 
 
@@ -250,10 +254,10 @@ def test_ipset_long_bans_are_permanent_and_slash_zero_is_two_halves(ns: Namespac
     run(
         backend.ban(
             [
-                entry("198.51.100.7", expires_in=3_000_000),  # beyond ipset's 2,147,483 s
-                entry("0.0.0.0/0", expires_in=100),
-                entry("::/0", expires_in=100),
-            ]
+                ban("198.51.100.7", left=3_000_000),  # beyond ipset's 2,147,483 s
+                ban("0.0.0.0/0", left=100),
+                ban("::/0", left=100),
+            ], NOW
         )
     )
     bans = probe.bans("sshd")
@@ -263,7 +267,7 @@ def test_ipset_long_bans_are_permanent_and_slash_zero_is_two_halves(ns: Namespac
     # reconcile sees the same representation: nothing to rewrite, nothing extra
     run(
         backend.reconcile(
-            [entry("198.51.100.7", expires_in=3_000_000), entry("0.0.0.0/0", expires_in=100)]
+            [ban("198.51.100.7", left=3_000_000), ban("0.0.0.0/0", left=100)], NOW
         )
     )
     assert set(probe.bans("sshd")) == {
@@ -271,7 +275,7 @@ def test_ipset_long_bans_are_permanent_and_slash_zero_is_two_halves(ns: Namespac
         ip_network("0.0.0.0/1"),
         ip_network("128.0.0.0/1"),
     }
-    run(backend.unban([entry("0.0.0.0/0")]))
+    run(backend.unban([key("0.0.0.0/0")]))
     assert set(probe.bans("sshd")) == {ip_network("198.51.100.7/32")}
 
 
@@ -279,7 +283,7 @@ def test_ipset_long_bans_are_permanent_and_slash_zero_is_two_halves(ns: Namespac
 def test_ipset_sets_of_other_options_are_swapped_keeping_bans(ns: Namespace) -> None:
     old = IpsetBackend(netns=ns.name, maxelem=1000)
     run(old.start([SSHD]))
-    run(old.ban([entry("198.51.100.7", expires_in=900), entry("203.0.113.0/24", expires_in=None)]))
+    run(old.ban([ban("198.51.100.7", left=900), ban("203.0.113.0/24", left=None)], NOW))
     run(IpsetBackend(netns=ns.name).start([SSHD]))
     members = ipset_members(ns)
     assert "maxelem 1000 " not in ns.run("ipset", "save")
@@ -300,14 +304,14 @@ def test_iptables_reconcile_rebuilds_a_hand_edited_chain_and_drops_duplicates(
 ) -> None:
     backend = IptablesBackend(netns=ns.name)
     run(backend.start([SSHD]))
-    active = [entry("198.51.100.7"), entry("203.0.113.0/24")]
-    run(backend.ban(active))
+    active = [ban("198.51.100.7"), ban("203.0.113.0/24")]
+    run(backend.ban(active, NOW))
     iptables(ns, 4, "-A", "banish-ipt-sshd", "-s", "198.51.100.7", "-j", "REJECT")  # twice
-    run(backend.reconcile(active))
+    run(backend.reconcile(active, NOW))
     _, v4 = save(ns, 4)
     assert len(v4["banish-ipt-sshd"]) == 3  # allow, 198.51.100.7 once, the /24
     iptables(ns, 4, "-I", "banish-ipt-sshd", "1", "-j", "ACCEPT")  # would let everyone in
-    run(backend.reconcile(active))
+    run(backend.reconcile(active, NOW))
     _, v4 = save(ns, 4)
     assert v4["banish-ipt-sshd"] == [
         "-s 192.0.2.128/25 -j RETURN",
@@ -323,13 +327,13 @@ def test_iptables_many_deletions_rewrite_the_chain_instead(
     monkeypatch.setattr(iptables_backend, "REBUILD_AFTER", 2)
     backend = IptablesBackend(netns=ns.name)
     run(backend.start([SSHD]))
-    run(backend.ban([entry(f"198.51.100.{i}") for i in range(6)]))
-    run(backend.unban([entry(f"198.51.100.{i}") for i in range(3)]))  # 3 > 2: rewritten
+    run(backend.ban([ban(f"198.51.100.{i}") for i in range(6)], NOW))
+    run(backend.unban([key(f"198.51.100.{i}") for i in range(3)]))  # 3 > 2: rewritten
     keep = [
         f"-s 198.51.100.{i}/32 -j REJECT --reject-with icmp-port-unreachable" for i in (3, 4, 5)
     ]
     assert save(ns, 4)[1]["banish-ipt-sshd"] == ["-s 192.0.2.128/25 -j RETURN", *keep]
-    run(backend.reconcile([entry("198.51.100.9")]))  # 3 extras: rewritten too
+    run(backend.reconcile([ban("198.51.100.9")], NOW))  # 3 extras: rewritten too
     assert save(ns, 4)[1]["banish-ipt-sshd"] == [
         "-s 192.0.2.128/25 -j RETURN",
         "-s 198.51.100.9/32 -j REJECT --reject-with icmp-port-unreachable",
@@ -341,15 +345,16 @@ def test_backends_live_side_by_side(ns: Namespace) -> None:
     """One daemon may use ipset for one jail, iptables for another and nftables for a third."""
     kinds = ("ipset", "iptables", "nftables")
     backends = {k: create(k, BackendOptions(netns=ns.name)) for k in kinds}
-    probes = {"ipset": IpsetProbe(ns), "iptables": IptablesProbe(ns), "nftables": NftProbe(ns)}
+    probes: dict[str, Probe] = {
+        "ipset": IpsetProbe(ns), "iptables": IptablesProbe(ns), "nftables": NftProbe(ns)}
     for backend in backends.values():
         run(backend.start([SSHD]))
-        run(backend.ban([entry("198.51.100.7")]))
+        run(backend.ban([ban("198.51.100.7")], NOW))
     run(backends["ipset"].stop())
     assert probes["ipset"].stopped()
     for kind in ("iptables", "nftables"):
         assert probes[kind].started([SSHD]) and probes[kind].bans("sshd"), kind
-    run(backends["iptables"].reconcile([entry("198.51.100.7")]))
+    run(backends["iptables"].reconcile([ban("198.51.100.7")], NOW))
     run(backends["iptables"].stop())
     assert probes["iptables"].stopped() and probes["nftables"].bans("sshd")
     run(backends["nftables"].stop())
@@ -360,11 +365,13 @@ def test_backends_live_side_by_side(ns: Namespace) -> None:
 def test_legacy_iptables_tools(kind: str, ns: Namespace) -> None:
     if shutil.which("iptables-legacy") is None:
         pytest.skip("iptables-legacy is not installed")
-    tools = {"iptables": "iptables-legacy", "ip6tables": "ip6tables-legacy"}
-    backend = (IpsetBackend if kind == "ipset" else IptablesBackend)(netns=ns.name, **tools)
+    legacy = ("iptables-legacy", "ip6tables-legacy")
+    backend: IpsetBackend | IptablesBackend = (
+        IpsetBackend(netns=ns.name, iptables=legacy[0], ip6tables=legacy[1]) if kind == "ipset"
+        else IptablesBackend(netns=ns.name, iptables=legacy[0], ip6tables=legacy[1]))
     run(backend.start([SSHD]))
-    run(backend.ban([entry("198.51.100.7"), entry("2001:db8::/64")]))
-    run(backend.reconcile([entry("198.51.100.7"), entry("2001:db8::/64")]))
+    run(backend.ban([ban("198.51.100.7"), ban("2001:db8::/64")], NOW))
+    run(backend.reconcile([ban("198.51.100.7"), ban("2001:db8::/64")], NOW))
     v4, v6 = ns.run("iptables-legacy-save"), ns.run("ip6tables-legacy-save")
     chain = f"banish-{'set' if kind == 'ipset' else 'ipt'}-sshd"
     assert "-A INPUT -j banish-" in v4 and f"-A {chain} -s 192.0.2.128/25 -j RETURN" in v4
@@ -384,14 +391,7 @@ def test_packets_forwarded_through_docker_user(kind: str, ns: Namespace) -> None
     """client -> router (DNAT 8080 -> server:80, as Docker publishes) -> server, with Docker's
     DOCKER-USER chain present: banish hooks there, and matches the published port 8080."""
     router = ns
-    with namespace() as client, namespace() as server:
-        link(
-            router, client, ["10.210.0.1/24"], ["10.210.0.2/24", "10.210.0.3/24"], a_dev="to-client"
-        )
-        link(router, server, ["10.211.0.1/24"], ["10.211.0.2/24"], a_dev="to-server")
-        client.run("ip", "route", "add", "default", "via", "10.210.0.1")
-        server.run("ip", "route", "add", "default", "via", "10.211.0.1")
-        router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    with routed(router) as (client, server):
         router.run("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "8080",
                    "-j", "DNAT", "--to-destination", "10.211.0.2:80")  # fmt: skip
         iptables(router, 4, "-N", "DOCKER-USER")
@@ -405,7 +405,7 @@ def test_packets_forwarded_through_docker_user(kind: str, ns: Namespace) -> None
             hook = f"-j banish-{'set' if kind == 'ipset' else 'ipt'}.fwd"
             assert v4["DOCKER-USER"] == [hook, "-j RETURN"] and v4["FORWARD"] == ["-j DOCKER-USER"]
             assert connect(client, probes, timeout=5) == ["ok", "ok"]
-            run(backend.ban([entry("10.210.0.2", "app")]))
+            run(backend.ban([ban("10.210.0.2", "app")], NOW))
             assert connect(client, probes) == ["refused", "ok"]
             run(backend.stop())
             assert connect(client, probes) == ["ok", "ok"]
@@ -461,7 +461,7 @@ def test_missing_or_hanging_tools_are_backend_errors(tmp_path: Path) -> None:
     hang = tmp_path / "ipset"
     hang.write_text("#!/bin/sh\nexec sleep 30\n")
     hang.chmod(0o755)
-    with pytest.raises(BackendError, match="hung"):
+    with pytest.raises(BackendError, match=r"ipset save timed out after 0\.3 s and was killed"):
         run(IpsetBackend(ipset=str(hang), timeout=0.3).start([SSHD]))
     with pytest.raises(BackendError, match="cannot run"):
         run(IptablesBackend(iptables=str(tmp_path / "missing")).start([SSHD]))

@@ -1,8 +1,9 @@
 """nftables specifics against a real kernel, each test inside its own throw-away network namespace.
 
 The Backend contract itself (shared with ipset and iptables) is in test_backends_contract.py;
-here: the table's layout, all-or-nothing batches, the registry, value checks, the forward path
-through a Docker-style DNAT, and the probe checked against nft's own words.
+here: the table's layout, all-or-nothing batches, the registry, value checks (hostile address
+texts never reach nft), the forward path through a Docker-style DNAT, interval sets at scale,
+and the probe checked against nft's own words.
 """
 
 from __future__ import annotations
@@ -14,25 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from banish.actions import (
-    BackendError,
-    BackendOptions,
-    BanEntry,
-    JailFirewall,
-    create,
-    resolve,
-)
+from banish.actions import BackendError, BackendOptions, JailFirewall, create, resolve
+from banish.actions.base import BanEntry, entries, key_entries
 from banish.actions.nftables import NftablesBackend
 from banish.errors import ConfigError
+from banish.events import PERMANENT, Ban, BanKey
 from tests.integration.netns import (
     Namespace,
     connect,
-    link,
-    namespace,
     skip_reason,
     tcp_server,
 )
-from tests.integration.probes import SSHD, NftProbe, close_to, entry, namespace_or_skip, run
+from tests.integration.probes import (
+    NOW,
+    SSHD,
+    NftProbe,
+    ban,
+    close_to,
+    key,
+    namespace_or_skip,
+    routed,
+    run,
+)
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
 
@@ -48,7 +52,7 @@ def ns() -> Iterator[Namespace]:
 def test_nft_layout_allow_rules_come_first_and_sets_have_the_right_flags(ns: Namespace) -> None:
     backend = create("nftables", BackendOptions(netns=ns.name))
     run(backend.start([SSHD, JailFirewall("all", protocol="all", forward=True)]))
-    run(backend.ban([entry("203.0.113.0/24"), entry("2001:db8::/64")]))
+    run(backend.ban([ban("203.0.113.0/24"), ban("2001:db8::/64")], NOW))
     objs = ns.nft_json("list", "table", "inet", "banish")
     sets = {o["set"]["name"]: o["set"] for o in objs if "set" in o}
     assert sets["sshd-v4"]["flags"] == ["timeout"]
@@ -68,12 +72,12 @@ def test_nft_layout_allow_rules_come_first_and_sets_have_the_right_flags(ns: Nam
 def test_nft_failed_batch_applies_nothing(ns: Namespace) -> None:
     backend = create("nftables", BackendOptions(netns=ns.name))
     run(backend.start([SSHD]))
-    run(backend.ban([entry("203.0.113.0/24")]))
+    run(backend.ban([ban("203.0.113.0/24")], NOW))
     NftProbe(ns).delete_set_by_hand("sshd", "sshd-v4-24")  # behind the backend's back
     with pytest.raises(BackendError, match="nft -j -f -"):
-        run(backend.ban([entry("198.51.100.7"), entry("198.51.100.0/24")]))
+        run(backend.ban([ban("198.51.100.7"), ban("198.51.100.0/24")], NOW))
     assert NftProbe(ns).bans("sshd") == {}  # the host ban in the same batch did not land either
-    run(backend.reconcile([entry("198.51.100.7"), entry("198.51.100.0/24")]))  # the repair
+    run(backend.reconcile([ban("198.51.100.7"), ban("198.51.100.0/24")], NOW))  # the repair
     assert set(NftProbe(ns).bans("sshd")) == {
         ip_network("198.51.100.7/32"),
         ip_network("198.51.100.0/24"),
@@ -89,12 +93,17 @@ def test_registry_auto_null_and_errors(ns: Namespace, caplog: pytest.LogCaptureF
     caplog.set_level(logging.INFO, logger="banish.actions.null")
     null = create("null")
     run(null.start([SSHD]))
-    run(null.ban([entry("198.51.100.7")]))
+    run(null.ban([ban("198.51.100.7")], NOW))
     assert "ban sshd 198.51.100.7 for 600s" in caplog.text
     assert NftProbe(ns).tables() == set()  # the null backend touched nothing
 
 
 def test_values_are_checked_before_any_firewall_sees_them() -> None:
+    # BanEntry: the working form ipset and iptables make of a Ban
+    assert entries([Ban("192.0.2.1", "x", NOW - 100, 600), Ban("192.0.2.2", "x", NOW - 600, 600),
+                    Ban("2001:db8::/64", "x", NOW, PERMANENT)], NOW) == [
+        BanEntry(ip_address("192.0.2.1"), "x", 500), BanEntry(ip_network("2001:db8::/64"), "x")]
+    assert key_entries([BanKey("192.0.2.0/24", "x")]) == [BanEntry(ip_network("192.0.2.0/24"), "x")]
     with pytest.raises(ValueError, match="expires_in"):
         BanEntry(ip_address("192.0.2.1"), "sshd", 0)
     with pytest.raises(ValueError, match="expires_in"):
@@ -118,14 +127,7 @@ def test_packets_forwarded_docker_style_published_port(ns: Namespace) -> None:
     packet it sees already carries port 80.
     """
     router = ns
-    with namespace() as client, namespace() as server:
-        link(
-            router, client, ["10.210.0.1/24"], ["10.210.0.2/24", "10.210.0.3/24"], a_dev="to-client"
-        )
-        link(router, server, ["10.211.0.1/24"], ["10.211.0.2/24"], a_dev="to-server")
-        client.run("ip", "route", "add", "default", "via", "10.210.0.1")
-        server.run("ip", "route", "add", "default", "via", "10.211.0.1")
-        router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    with routed(router) as (client, server):
         router.nft(
             "-f",
             "-",
@@ -139,7 +141,7 @@ def test_packets_forwarded_docker_style_published_port(ns: Namespace) -> None:
         with tcp_server(server, [80]):
             run(backend.start([JailFirewall("app", ports=(8080,))]))
             assert connect(client, probes, timeout=5) == ["ok", "ok"]
-            run(backend.ban([entry("10.210.0.2", "app")]))
+            run(backend.ban([ban("10.210.0.2", "app")], NOW))
             assert connect(client, probes) == ["refused", "ok"]
             run(backend.stop())
             assert connect(client, probes) == ["ok", "ok"]
@@ -158,8 +160,8 @@ def test_new_ban_over_a_leftover_element_gets_at_least_its_time(ns: Namespace, p
         backend._add_extends = False
     ns.nft("add", "element", "inet", "banish", "sshd-v4", "{ 198.51.100.9 timeout 20s }")
     ns.nft("add", "element", "inet", "banish", "sshd-v6", "{ 2001:db8::9 timeout 20s }")
-    run(backend.ban([entry("198.51.100.9", expires_in=3600), entry("2001:db8::9", expires_in=900),
-                     entry("198.51.100.10", expires_in=600)]))
+    run(backend.ban([ban("198.51.100.9", left=3600), ban("2001:db8::9", left=900),
+                     ban("198.51.100.10", left=600)], NOW))
     bans = NftProbe(ns).bans("sshd")
     assert close_to(bans[ip_network("198.51.100.9/32")], 3600)
     assert close_to(bans[ip_network("2001:db8::9/128")], 900)
@@ -168,33 +170,31 @@ def test_new_ban_over_a_leftover_element_gets_at_least_its_time(ns: Namespace, p
     assert "timeout-probe" not in sets  # the scratch set is gone after the question
 
 
-def test_bans_as_text_equal_bans_as_entries(tmp_path: Path) -> None:
-    """`NftablesBackend.ban_texts` (the enforcer's bulk path) leaves the kernel as `ban` with
-    the same bans does: hosts, networks, both families, permanent, a duplicate's longest."""
-    bans: list[tuple[str, float | None]] = [
-        ("198.51.100.7", 600), ("2001:db8::7", 900.5), ("203.0.113.0/24", None),
-        ("2001:db8:1::/64", 1200), ("198.51.100.8", 30), ("198.51.100.8", 3000),
-        ("192.0.2.77", None)]
-    seen = []
-    for path in ("texts", "entries"):
-        with namespace() as ns:
-            backend = NftablesBackend(netns=ns.name)
-            run(backend.start([SSHD]))
-            if path == "texts":
-                run(backend.ban_texts("sshd", bans))
-            else:
-                run(backend.ban([entry(a, expires_in=t) for a, t in bans]))
-            got = NftProbe(ns).bans("sshd")
-            seen.append({net: None if left is None else round(left, -2)
-                         for net, left in got.items()})
-    assert seen[0] == seen[1] and len(seen[0]) == 6
-    backend = NftablesBackend()
-    backend._jails = {"sshd": SSHD}
-    for hostile in ('1.2.3.4", "x', "1.2.3.4\n", "10.0.0.1 timeout 1s"):
-        with pytest.raises(ValueError, match="not a canonical address"):
-            run(backend.ban_texts("sshd", [("198.51.100.9", 60), (hostile, 60)]))
-    with pytest.raises(ValueError, match="positive"):
-        run(backend.ban_texts("sshd", [("198.51.100.9", 0)]))
+def test_texts_that_are_not_addresses_are_refused_before_nft_runs(tmp_path: Path) -> None:
+    """Address texts reach nft's JSON pasted between quotes (the bulk path), so anything
+    that is not made of address characters -- or cannot be placed in a set -- must be refused
+    before a single byte is written. A fake nft records every call it gets."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "nft"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat > /dev/null\n')
+    fake.chmod(0o755)
+    backend = NftablesBackend(nft=str(fake))
+    backend._jails, backend._add_extends = {"sshd": SSHD}, True  # started, without nft
+    good = ban("198.51.100.9")
+    hostile = ['1.2.3.4", "x', "1.2.3.4\n", "10.0.0.1 timeout 1s", "1.2.3.4\\",
+               "2001:DB8::1", "10.0.0.0/99", "10.0.0.0/x", "::/129"]
+    for text in hostile:
+        with pytest.raises(ValueError, match=r"not a canonical address|invalid literal"):
+            run(backend.ban([good, Ban(text, "sshd", NOW, 600)], NOW))
+        with pytest.raises(ValueError, match=r"not a canonical address|invalid literal"):
+            run(backend.unban([key("198.51.100.9"), BanKey(text, "sshd")]))
+        with pytest.raises(ValueError, match=r"not a canonical address|invalid literal"):
+            run(backend.reconcile([good, Ban(text, "sshd", NOW, 600)], NOW))
+    with pytest.raises(ValueError, match="no end in sight"):
+        run(backend.ban([Ban("198.51.100.9", "sshd", float("inf"), 600)], NOW))
+    assert not calls.exists()
+    run(backend.ban([good], NOW))  # the fake does see what passes
+    assert calls.read_text() == "-j -f -\n"
 
 
 @pytest.mark.parametrize("path", ["asked", "three-step"])
@@ -207,12 +207,12 @@ def test_many_networks_ban_and_lift_quickly_and_exactly(ns: Namespace, path: str
     if path == "three-step":
         backend._add_extends = False
     nets = [f"10.{i >> 8}.{i & 255}.0/24" for i in range(3000)]
-    run(backend.ban_texts("sshd", [(n, 600.0) for n in nets[:100]]))
-    run(backend.ban_texts("sshd", [(n, 3600.0) for n in nets]))  # 100 already there
-    run(backend.ban([entry("2001:db8::/64", expires_in=None), entry("198.51.100.1")]))
+    run(backend.ban([ban(n, left=600) for n in nets[:100]], NOW))
+    run(backend.ban([ban(n, left=3600) for n in nets], NOW))  # 100 already there
+    run(backend.ban([ban("2001:db8::/64", left=None), ban("198.51.100.1")], NOW))
     bans = NftProbe(ns).bans("sshd")
     assert len(bans) == 3002 and close_to(bans[ip_network(nets[0])], 3600)
-    run(backend.unban([entry(n) for n in nets[:2500]]))  # over the rebuild threshold
+    run(backend.unban([key(n) for n in nets[:2500]]))  # over the rebuild threshold
     bans = NftProbe(ns).bans("sshd")
     assert set(bans) == {ip_network(n) for n in nets[2500:]} | {
         ip_network("2001:db8::/64"), ip_network("198.51.100.1/32")}
@@ -247,7 +247,7 @@ def test_nft_that_hangs_or_is_missing_is_a_backend_error(tmp_path: Path) -> None
     hang.write_text("#!/bin/sh\nexec sleep 30\n")
     hang.chmod(0o755)
     slow = NftablesBackend(nft=str(hang), timeout=0.3)
-    with pytest.raises(BackendError, match="hung"):
+    with pytest.raises(BackendError, match=r"/nft -j .* timed out after 0\.3 s and was killed"):
         run(slow.start([SSHD]))
     with pytest.raises(BackendError, match="cannot run"):
         run(NftablesBackend(nft=str(tmp_path / "missing")).start([SSHD]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -39,16 +40,20 @@ def test_library_is_complete() -> None:
         assert os.path.isfile(os.path.join(SAMPLES, name)), f"filter {name} has no sample log"
 
 
-@pytest.mark.parametrize("name", _filters())
-def test_samples(name: str) -> None:
+def sample_problems(config: str, samples: str, name: str) -> list[str]:
+    """Every way ``name``'s samples fail to specify it: wrong verdicts, no annotated line at
+    all, or a failregex (of any option set, the default one included) no sample exercises."""
     problems: list[str] = []
     used_sources: set[str] = set()
-    regexes: dict[str, list[str]] = {}
+    regexes: dict[str, list[str]] = {
+        "default": [c.source for c in CompiledFilter(load_filter(config, name)).failregex]}
+    checks = 0
     with fail2ban_test_clock():
-        for opt_set in read_samples(SAMPLES, name):
+        for opt_set in read_samples(samples, name):
             if not opt_set.checks:
                 continue
-            definition = load_filter(CONFIG, name, opt_set.options)
+            checks += sum(1 for c in opt_set.checks if c.expect)
+            definition = load_filter(config, name, opt_set.options)
             flt = CompiledFilter(definition)
             used: set[int] = set()
             data = "".join(opt_set.prefix_line + c.line + "\n" for c in opt_set.checks)
@@ -73,8 +78,40 @@ def test_samples(name: str) -> None:
                         problems.append(f"{where}: time {got} != {want['time']}")
             used_sources.update(flt.failregex[i].source for i in used)
             regexes[opt_set.key] = [c.source for c in flt.failregex]
+    if checks == 0:
+        problems.append(f"{name}: the sample log has no annotated (# failJSON:) line")
     for key, sources in regexes.items():
         for index, source in enumerate(sources):
             if source not in used_sources:
                 problems.append(f"{key}: failregex {index} has no sample: {source}")
+    return problems
+
+
+@pytest.mark.parametrize("name", _filters())
+def test_samples(name: str) -> None:
+    problems = sample_problems(CONFIG, SAMPLES, name)
     assert not problems, "\n".join(problems)
+
+
+_TWO_REGEXES = r"""[Definition]
+failregex = ^\s*login failed from <HOST>$
+            ^\s*bad token from <HOST>$
+"""
+
+
+@pytest.mark.parametrize("sample, expected", [
+    ("", "has no annotated (# failJSON:) line"),
+    ("# just a comment\nlogin failed from 192.0.2.1\n", "has no annotated (# failJSON:) line"),
+    ('# failJSON: { "time": "2005-01-01T00:00:00", "match": true, "host": "192.0.2.1" }\n'
+     "2005-01-01 00:00:00 login failed from 192.0.2.1\n", "failregex 1 has no sample"),
+    ('# failJSON: { "match": false }\n2005-01-01 00:00:00 login failed from 192.0.2.1\n',
+     "match expected False"),
+])
+def test_the_sample_check_fails_on_missing_or_wrong_samples(
+        tmp_path: Path, sample: str, expected: str) -> None:
+    (tmp_path / "filter.d").mkdir()
+    (tmp_path / "filter.d" / "demo.conf").write_text(_TWO_REGEXES)
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "demo").write_text(sample)
+    problems = sample_problems(str(tmp_path), str(tmp_path / "samples"), "demo")
+    assert any(expected in p for p in problems), problems

@@ -9,26 +9,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from ipaddress import ip_address, ip_network
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from banish.actions.actiondef import (
+from banish.actions.escape import shell_command
+from banish.actions.tickets import family_of, field_values, ticket_values
+from banish.config.actiondef import (
     ActionDefinition,
-    BanDetails,
-    DetailedBanEntry,
-    details_of,
-    field_values,
     load_action,
     load_actions,
     parse_spec,
-    ticket_values,
 )
-from banish.actions.base import BanEntry
 from banish.config.filterdef import split_specs
 from banish.config.loader import load_config
 from banish.errors import ConfigError
+from banish.events import PERMANENT, Ban
 
 F2B = "/etc/fail2ban"
 ACTION_D = os.path.join(F2B, "action.d")
@@ -97,9 +94,9 @@ def test_debian_action_d_counts() -> None:
 def test_sshd_jail_of_debian_jail_conf() -> None:
     config = load_config(F2B, only={"sshd"}, include_disabled=True)
     (jail,) = config.jails
-    assert jail.actions == ('iptables-multiport[port="ssh", protocol="tcp", '
-                            'chain="<known/chain>"]',)
-    (action,) = load_actions(F2B, jail.actions, jail.options, jail="sshd", file=jail.file)
+    # iptables-multiport[port="ssh", protocol="tcp", chain="<known/chain>"], compiled by the
+    # config loader into the jail's action.d scripts
+    (action,) = jail.actions
     assert action.name == "iptables-multiport"
     assert action.script("actionban", "inet4") == (
         "iptables -w -I f2b-sshd 1 -s <ip> -j REJECT --reject-with icmp-port-unreachable")
@@ -115,9 +112,9 @@ def test_sshd_jail_of_debian_jail_conf() -> None:
 @needs_f2b
 def test_every_jail_of_debian_jail_conf_loads_its_actions() -> None:
     jails = load_config(F2B, include_disabled=True).jails
-    loaded = {j.name: load_actions(F2B, j.actions, j.options, jail=j.name, file=j.file)
-              for j in jails}
+    loaded = {j.name: j.actions for j in jails}
     assert len(loaded) == len(jails) >= 80
+    assert all(loaded.values())  # banaction iptables-multiport is an action.d file
     # Two copies of one action, told apart by name= (fail2ban's actname suffix).
     assert [a.name for a in loaded["nsd"]] == ["iptables-multiport-tcp",
                                                "iptables-multiport-udp"]
@@ -151,7 +148,7 @@ def test_jail_conf_shortcuts_load(f2b_copy: Path, shortcut: str, names: list[str
         f"[sshd]\nenabled = true\nport = 22,2222\nlogpath = /var/log/auth.log\n"
         f"destemail = admin@example.org\naction = %({shortcut})s\n")
     (jail,) = load_config(str(f2b_copy), only={"sshd"}).jails
-    actions = load_actions(str(f2b_copy), jail.actions, jail.options, jail="sshd")
+    actions = jail.actions
     assert [a.name for a in actions] == names
     assert "--dports 22,2222" in actions[0].script("actionstart", "inet4")
     if len(actions) > 1:
@@ -338,37 +335,68 @@ def test_copied_tree_still_resolves_shared_helpers(tmp_path: Path) -> None:
 # --- what per-ban tags hold -------------------------------------------------------------------
 
 
-def test_ticket_values_of_a_detailed_ban() -> None:
-    d = BanDetails(time=1700000000.5, bantime=600, failures=5, bancount=2,
-                   matches=("l1", "l2"), ipmatches=("a1",), fields={"user": "root"})
-    e = DetailedBanEntry(ip_address("192.0.2.10"), "sshd", 599.2, d)
-    v = ticket_values(e, d)
+def test_ticket_values_come_from_the_ban() -> None:
+    b = Ban("192.0.2.10", "sshd", 1700000000.5, 600, failures=5, matches=("l1", "l2"),
+            ban_count=2, fields={"user": "root"})
+    v = ticket_values(b)
     assert v["ip"] == v["fid"] == "192.0.2.10"
     assert v["ip-rev"] == "10.2.0.192."
     assert (v["failures"], v["bancount"], v["bantime"], v["restored"]) == ("5", "2", "600", "0")
-    assert v["matches"] == "l1\nl2" and v["ipjailmatches"] == "l1\nl2" and v["ipmatches"] == "a1"
+    assert v["time"] == "1700000000.5"
+    assert v["matches"] == v["ipjailmatches"] == v["ipmatches"] == "l1\nl2"
     assert v["ipfailures"] == v["ipjailfailures"] == "5"
-    assert "192.0.2.10" in v["raw-ticket"] and "'l1'" in v["raw-ticket"]
-    assert details_of(e) is d and details_of(BanEntry(e.address, "sshd")) is None
-    assert e == DetailedBanEntry(e.address, "sshd", 599.2)  # details do not take part
+    assert v["raw-ticket"] == ("ban ip=192.0.2.10 jail=sshd time=1700000000.5 bantime=600 "
+                               "bancount=2 failures=5 matches=['l1', 'l2']")
+    assert ticket_values(b, restored=True)["restored"] == "1"
+    # a widened target keeps the name the log gave as <fid>
+    assert ticket_values(b._replace(address="192.0.2.0/24", fid="192.0.2.10"))["fid"] == (
+        "192.0.2.10")
 
 
-@pytest.mark.parametrize("address, expires_in, bantime, rev", [
-    (ip_address("2001:db8::1"), None, "-1", "1." + "0." * 23 + "8.b.d.0.1.0.0.2."),
-    (ip_network("198.51.100.0/24"), 0.2, "1", ""),
+@pytest.mark.parametrize("address, bantime, shown, rev, family", [
+    ("2001:db8::1", PERMANENT, "-1", "1." + "0." * 23 + "8.b.d.0.1.0.0.2.", "inet6"),
+    ("198.51.100.0/24", 1, "1", "", "inet4"),
+    ("198.51.100.7", -7, "-1", "7.100.51.198.", "inet4"),
+    ("2001:db8::/64", 60, "60", "", "inet6"),
 ])
-def test_ticket_values_without_details(address: object, expires_in: float | None, bantime: str,
-                                       rev: str) -> None:
-    e = BanEntry(address, "sshd", expires_in)  # type: ignore[arg-type]
-    v = ticket_values(e, BanDetails())
-    assert v["ip"] == str(address) and v["bantime"] == bantime and v["ip-rev"] == rev
-    assert ticket_values(None, BanDetails())["ip"] == ""
+def test_ticket_values_of_hosts_networks_and_permanent_bans(
+        address: str, bantime: int, shown: str, rev: str, family: str) -> None:
+    v = ticket_values(Ban(address, "sshd", 0.0, bantime))
+    assert v["ip"] == address and v["bantime"] == shown and v["ip-rev"] == rev
+    assert family_of(address) == family
+
+
+def test_ticket_values_without_a_ban() -> None:
+    empty = ticket_values(None)
+    assert empty["ip"] == "" and empty["bantime"] == "0" and "time" not in empty
+    assert ticket_values(None, restored=True)["restored"] == "0"  # no ban, nothing restored
 
 
 def test_field_tags() -> None:
-    d = BanDetails(fields={"user": "bob", "fid": "id-1", "fport": "8080"})
-    assert field_values("<F-USER> <F-ID> <F-PORT> <F-NONE> <f-user>", d) == {
+    b = Ban("192.0.2.1", "sshd", 0.0, 60,
+            fields={"user": "bob", "fid": "id-1", "fport": "8080"})
+    assert field_values("<F-USER> <F-ID> <F-PORT> <F-NONE> <f-user>", b) == {
         "F-USER": "bob", "F-ID": "id-1", "F-PORT": "8080", "F-NONE": ""}
+    assert field_values("<F-USER>", None) == {"F-USER": ""}
+
+
+def test_ticket_values_reach_a_real_shell_as_data(tmp_path: Path) -> None:
+    """Every per-ban value a ``Ban`` can carry from a log goes through shell_command and
+    arrives byte for byte, never run (the full hostile corpus: test_escape.py)."""
+    canary = tmp_path / "ran"
+    evil = f"$(touch {canary})`touch {canary}`;touch {canary}\n'\"$HOME"
+    b = Ban("192.0.2.1", "sshd", 0.0, 60, failures=1, matches=(evil, evil), fid=evil,
+            fields={"user": evil})
+    script = ('printf "%s|" <ip> "<fid>" <matches> <ipjailmatches> <F-USER> "<raw-ticket>" '
+              f'> {tmp_path}/out')
+    values = {**ticket_values(b), **field_values(script, b)}
+    argv = shell_command(script, values)
+    assert evil not in argv[2]  # the script text carries no value
+    subprocess.run(argv, check=True, timeout=10)
+    assert not canary.exists()
+    got = (tmp_path / "out").read_text().split("|")
+    assert got[:5] == ["192.0.2.1", evil, f"{evil}\n{evil}", f"{evil}\n{evil}", evil]
+    assert got[5] == values["raw-ticket"]
 
 
 @pytest.mark.parametrize("text, specs", [

@@ -90,3 +90,37 @@ def test_hostile_input_never_crashes(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in out.splitlines()]
     assert [r["line"] for r in rows] == [1, 2, 3]
     assert rows[0]["host"] == "192.0.2.1" and not rows[1]["match"]
+
+
+@pytest.mark.parametrize(("spec", "hint"), [
+    ("sshdd", "(closest: sshd)"),
+    ("sshdd[mode=aggressive]", "(closest: sshd)"),
+    ("nginx-htp-auth", "(closest: nginx-http-auth"),
+])
+def test_mistyped_filter_name_is_no_filter_named(spec: str, hint: str) -> None:
+    from banish.paths import packaged_config_dir
+
+    code, out, err = run("regex", "2005-08-14 10:00:00 login failed from 192.0.2.9", spec)
+    name = spec.split("[")[0]
+    where = f"{packaged_config_dir()}/filter.d"
+    assert code == 2 and out == ""
+    assert err.startswith(f"banish: no filter named {name!r} in {where} {hint}"), err
+    assert err.endswith(")\n") and err.count("\n") == 1
+
+
+def test_unknown_name_without_close_match_lists_the_filters(tmp_path: Path) -> None:
+    cfg = write_filter(tmp_path, "[Definition]\nfailregex = <HOST>\n", name="web")
+    code, _, err = run("regex", "--config", str(cfg), "x", "zzz")
+    assert code == 2
+    assert err == f"banish: no filter named 'zzz' in {cfg}/filter.d (filters: web)\n"
+
+
+@pytest.mark.parametrize(("spec", "expect"), [
+    (r"failed login from <HOST>$", 0),   # a bare failregex still runs
+    (r"^login fa.led", 2),               # a regex, not a name: the host-group error
+])
+def test_regexes_are_not_taken_for_names(spec: str, expect: int) -> None:
+    code, _, err = run("regex", "--json", "--now", NOW,
+                       "2005-08-14 10:00:00 login failed from 192.0.2.9", spec)
+    assert code == expect
+    assert "no filter named" not in err

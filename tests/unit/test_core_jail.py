@@ -8,8 +8,8 @@ import pytest
 
 from banish.config.model import PERMANENT, BantimeIncrement, JailSettings
 from banish.config.values import jail_settings, parse_ignoreip
-from banish.core import BanDecision, FeedResult, IgnoreSource, Jail, JailStats, Outcome
-from banish.events import Failure
+from banish.core import FeedResult, IgnoreSource, Jail, JailStats, Outcome
+from banish.events import BanDecision, Failure
 
 
 def fail(address: str, time: float, line: str = "", **fields: str) -> Failure:

@@ -1,4 +1,5 @@
-"""The nftables element lists written as JSON text equal what json.dumps makes of the dict form.
+"""The nftables payload: bans grouped into sets, and element lists written as JSON text that
+equals what json.dumps makes of the dict form.
 
 The text path exists for speed only (tests/integration covers what the kernel does with it); a
 difference here would send nft something else than the readable dict form says.
@@ -7,15 +8,33 @@ difference here would send nft something else than the readable dict form says.
 from __future__ import annotations
 
 import json
+import socket
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from banish.actions.nftables import _elements, _elements_text, _SetKey, _timed, _val
+from banish.actions.nftpayload import (
+    SetKey,
+    elements,
+    elements_text,
+    group,
+    group_keys,
+    plain_addresses,
+    timed,
+    value,
+)
+from banish.events import PERMANENT, Ban, BanKey
 
 SHAPES = [("sshd", 4, 32), ("sshd", 6, 128), ("web-1", 4, 24), ("web-1", 6, 64),
           ('odd"name\\', 4, 32)]
 timeouts = st.one_of(st.none(), st.integers(1, 10**9))
+NOW = 1_700_000_000.0
+
+
+def _text(version: int, number: int) -> str:
+    af, size = (socket.AF_INET, 4) if version == 4 else (socket.AF_INET6, 16)
+    return socket.inet_ntop(af, number.to_bytes(size, "big"))
 
 
 @given(
@@ -23,26 +42,70 @@ timeouts = st.one_of(st.none(), st.integers(1, 10**9))
     numbers=st.lists(st.integers(0, 2**128 - 1), max_size=20, unique=True),
     times=st.lists(timeouts, min_size=20, max_size=20),
     cmd=st.sampled_from(["add", "delete"]),
-    timed=st.booleans(),
+    with_timeouts=st.booleans(),
 )
 def test_text_equals_dict_form(shape: tuple[str, int, int], numbers: list[int],
-                               times: list[int | None], cmd: str, timed: bool) -> None:
-    key = _SetKey(*shape)
+                               times: list[int | None], cmd: str, with_timeouts: bool) -> None:
+    key = SetKey(*shape)
     bits = 32 if key.version == 4 else 128
-    elems = {n % (1 << bits): t for n, t in zip(numbers, times, strict=False)}
-    vals = [_val(key.version, key.prefixlen, n) for n in elems]
-    if timed:
-        vals = [_timed(v, t) for v, t in zip(vals, elems.values(), strict=True)]
-    assert json.loads(_elements_text(cmd, key, elems, timed=timed)) == _elements(
-        cmd, key.name, vals)
+    elems = {_text(key.version, n % (1 << bits)): t for n, t in zip(numbers, times, strict=False)}
+    vals = [value(key.version, key.prefixlen, a) for a in elems]
+    if with_timeouts:
+        vals = [timed(v, t) for v, t in zip(vals, elems.values(), strict=True)]
+    text = elements_text(cmd, key, elems, with_timeouts=with_timeouts)
+    assert json.loads(text) == elements(cmd, key.name, vals)
 
 
 def test_examples_read_as_expected() -> None:
-    text = _elements_text("add", _SetKey("sshd", 4, 24), {0xC0000200: 600, 0x0A000000: None})
+    text = elements_text("add", SetKey("sshd", 4, 24), {"192.0.2.0": 600, "10.0.0.0": None})
     assert json.loads(text)["add"]["element"]["elem"] == [
         {"elem": {"val": {"prefix": {"addr": "192.0.2.0", "len": 24}}, "timeout": 600}},
         {"prefix": {"addr": "10.0.0.0", "len": 24}},
     ]
-    text = _elements_text("delete", _SetKey("sshd", 6, 128), {1: 5}, timed=False)
+    text = elements_text("delete", SetKey("sshd", 6, 128), {"::1": 5}, with_timeouts=False)
     assert json.loads(text) == {"delete": {"element": {
         "family": "inet", "table": "banish", "name": "sshd-v6", "elem": ["::1"]}}}
+
+
+def test_bans_are_grouped_by_set_with_the_time_they_have_left() -> None:
+    bans = [
+        Ban("198.51.100.7", "sshd", NOW, 600),
+        Ban("198.51.100.8", "sshd", NOW - 0.5, 600),  # 599.5 left: rounded up, never shorter
+        Ban("198.51.100.9", "sshd", NOW - 600, 600),  # over at NOW: skipped
+        Ban("198.51.100.10", "sshd", NOW - 601, 600),  # long over
+        Ban("2001:db8::7", "sshd", NOW - 100, PERMANENT),
+        Ban("2001:db8::8", "sshd", NOW, -5),  # any negative bantime is permanent
+        Ban("203.0.113.0/24", "sshd", NOW, 60),
+        Ban("203.0.113.0/24", "sshd", NOW, 6000),  # a duplicate keeps its longest
+        Ban("2001:db8:1::/48", "web", NOW, 60),
+        Ban("2001:db8:1::/48", "web", NOW, PERMANENT),  # ... and permanent is the longest
+        Ban("198.51.100.7", "web", NOW + 30, 600),  # decided "later" than now: 630 s
+        Ban("10.0.0.1/32", "web", NOW, 60),  # a /32 is a host
+    ]
+    assert group(bans, NOW) == {
+        SetKey("sshd", 4, 32): {"198.51.100.7": 600, "198.51.100.8": 600},
+        SetKey("sshd", 6, 128): {"2001:db8::7": None, "2001:db8::8": None},
+        SetKey("sshd", 4, 24): {"203.0.113.0": 6000},
+        SetKey("web", 6, 48): {"2001:db8:1::": None},
+        SetKey("web", 4, 32): {"198.51.100.7": 630, "10.0.0.1": 60},
+    }
+    assert group([Ban("198.51.100.7", "sshd", NOW - 599.9, 600)], NOW) == {
+        SetKey("sshd", 4, 32): {"198.51.100.7": 1}}
+    assert group_keys([BanKey("203.0.113.0/24", "sshd"), BanKey("::1", "web")]) == {
+        SetKey("sshd", 4, 24): {"203.0.113.0": None}, SetKey("web", 6, 128): {"::1": None}}
+
+
+@pytest.mark.parametrize("text", ['1.2.3.4", "x', "1.2.3.4\n", "a b", "1.2.3.4\\", "FE80::1",
+                                  "1.2.3.4\x00", "", "\u0661.2.3.4"])
+def test_texts_not_made_of_address_characters_are_refused(text: str) -> None:
+    grouped = group([Ban("198.51.100.7", "sshd", NOW, 60), Ban(text, "sshd", NOW, 60)], NOW)
+    with pytest.raises(ValueError, match="not a canonical address"):
+        plain_addresses(grouped)
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/33", "::/129", "10.0.0.0/-1"])
+def test_impossible_prefix_lengths_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a canonical address"):
+        group([Ban(text, "sshd", NOW, 60)], NOW)
+    with pytest.raises(ValueError, match="not a canonical address"):
+        group_keys([BanKey(text, "sshd")])

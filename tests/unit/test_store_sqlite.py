@@ -18,7 +18,6 @@ import pytest
 import banish
 from banish.store import (
     PERMANENT,
-    ActiveBan,
     Ban,
     BanCount,
     BanKey,
@@ -80,8 +79,8 @@ def test_active_bans_at_a_time_with_remaining(store: SqliteStore) -> None:
     )
     active = store.active_bans(T0 + 200)
     assert active == [
-        ActiveBan("192.0.2.1", "sshd", T0, T0 + 600, 600, ""),
-        ActiveBan("192.0.2.2", "sshd", T0 + 10, None, PERMANENT, "web2"),
+        Ban("192.0.2.1", "sshd", T0, 600),
+        Ban("192.0.2.2", "sshd", T0 + 10, PERMANENT, origin="web2"),
     ]
     assert [a.remaining(T0 + 200) for a in active] == [400.0, None]
     assert [a.address for a in store.active_bans(T0, jail="nginx")] == ["192.0.2.3"]
@@ -94,9 +93,7 @@ def test_a_shorter_ban_never_cuts_an_active_one_short(store: SqliteStore) -> Non
     store.add_bans([ban(at=T0 + 10, bantime=60)])  # ends T0+70: shorter, ignored
     assert store.active_bans(T0 + 100)[0].expires_at == T0 + 1000
     store.add_bans([ban(at=T0 + 500, bantime=1000)])  # ends later: replaces
-    assert store.active_bans(T0 + 100)[0] == ActiveBan(
-        "192.0.2.1", "sshd", T0 + 500, T0 + 1500, 1000
-    )
+    assert store.active_bans(T0 + 100)[0] == Ban("192.0.2.1", "sshd", T0 + 500, 1000)
     store.add_bans([ban(at=T0 + 600, bantime=PERMANENT)])  # permanent wins
     store.add_bans([ban(at=T0 + 700, bantime=10**9)])  # and is never replaced
     [active] = store.active_bans(T0 + 10**10)

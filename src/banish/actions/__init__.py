@@ -1,15 +1,17 @@
-"""The actions stage: enforcing the daemon's ban decisions in a firewall, in batches.
+"""The actions stage: enforcing the daemon's bans in a firewall, in batches, and running
+fail2ban's action.d scripts for them.
 
-Public surface: the `Backend` contract and its values (`base`), backends by name (`registry`),
-and `shell_command` (`escape`), the one way a log-derived value may reach a command line.
-Must not decide bans, read the clock or keep ban state the daemon cannot rebuild.
+Public surface: the `Backend` contract and its values (`base`; bans themselves are
+``banish.events.Ban``), backends by name (`registry`), and `shell_command` (`escape`), the
+one way a log-derived value may reach a command line. ``command.CommandActions`` (action.d
+scripts) is a ban-event subscriber, not a backend. Must not decide bans, read the clock or
+keep ban state the daemon cannot rebuild.
 """
 
 from banish.actions.base import (
     Address,
     Backend,
     BackendError,
-    BanEntry,
     Blocktype,
     JailFirewall,
     Network,
@@ -26,7 +28,6 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendOptions",
-    "BanEntry",
     "Blocktype",
     "JailFirewall",
     "Network",

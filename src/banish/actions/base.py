@@ -1,31 +1,32 @@
 """The firewall backend contract: what the daemon hands to whatever enforces its bans.
 
-Owns the `Backend` protocol (five batched, async methods), the frozen values it takes
-(`BanEntry`, `JailFirewall`) and `BackendError`. Must not run commands, read the clock or know
-about any particular firewall: `nftables.py`, `null.py` (ipset and iptables too) supply that.
+Owns the `Backend` protocol (five batched, async methods taking ``banish.events.Ban`` -- the one
+shape of a ban -- and the jails' `JailFirewall`), `BackendError`, and `BanEntry`, the parsed
+form (address object, seconds left) that backends working with address objects build from a
+``Ban`` for themselves. Must not run commands, read the clock or know about any particular
+firewall: `nftables.py`, `ipset.py`, `iptables.py`, `null.py` supply that.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Literal, Protocol, TypeAlias, get_args, runtime_checkable
+from typing import Protocol, TypeAlias
 
-from banish.errors import BanishError, ConfigError
+from banish.addr import as_network, target
+from banish.config.model import Blocktype, JailFirewall, Port, Transport
+from banish.errors import BanishError
+from banish.events import Ban, BanKey
+
+__all__ = ["Address", "Backend", "BackendError", "BanEntry", "Blocktype", "JailFirewall",
+           "Network", "Port", "Transport", "as_network", "entries", "jails_by_name",
+           "key_entries"]
 
 Network: TypeAlias = IPv4Network | IPv6Network
 Address: TypeAlias = IPv4Address | IPv6Address | Network
 """A single address or a CIDR network; a host is the same as its /32 or /128 network."""
-
-Transport: TypeAlias = Literal["tcp", "udp", "sctp", "udplite", "all"]
-Blocktype: TypeAlias = Literal["drop", "reject"]
-Port: TypeAlias = int | tuple[int, int]
-"""One port, or an inclusive (first, last) range."""
-
-_JAIL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class BackendError(BanishError):
@@ -36,18 +37,10 @@ class BackendError(BanishError):
     """
 
 
-def as_network(address: Address) -> Network:
-    """The network an address stands for, with IPv4-mapped IPv6 turned into plain IPv4.
-
-    Mapping matters: a dual-stack server logs ``::ffff:192.0.2.1`` for a client whose packets
-    the kernel sees as IPv4, so banning the IPv6 spelling would block nothing.
-    """
-    return _network(_canonical(address))
-
-
 @dataclass(frozen=True, slots=True)
 class BanEntry:
-    """One address or network banned in one jail.
+    """One address or network banned in one jail, parsed: a backend's own working form of a
+    `Ban` (see `entries`), never part of the contract.
 
     ``expires_in`` is the time left in seconds, counted from the moment of the call (the
     daemon computes it from its own clock); ``None`` is a permanent ban. Firewalls that keep
@@ -121,55 +114,6 @@ def _network(a: Address) -> Network:
     return a
 
 
-@dataclass(frozen=True, slots=True)
-class JailFirewall:
-    """What the firewall needs to know about one jail, resolved by the config layer.
-
-    ``ports`` are numbers (the config layer resolves service names like ``ssh``); an empty
-    tuple means every port of ``protocol``, and ``protocol="all"`` with no ports blocks the
-    address completely. ``allow`` (the jail's ignoreip) is checked before any ban of this jail,
-    so an allowed address stays reachable even inside a banned network. ``forward`` also
-    filters forwarded traffic (containers behind Docker's NAT); there the ports are matched
-    against the port the client originally connected to, before DNAT.
-    """
-
-    name: str
-    ports: tuple[Port, ...] = ()
-    protocol: Transport = "tcp"
-    blocktype: Blocktype = "reject"
-    allow: tuple[Address, ...] = ()
-    forward: bool = False
-
-    def __post_init__(self) -> None:
-        if not _JAIL_NAME.fullmatch(self.name):
-            raise ConfigError(
-                "jail name must be 1-64 characters of letters, digits, '_', '.', '-' "
-                "(starting with a letter, digit or '_') to name firewall sets",
-                section=self.name,
-            )
-        if self.protocol not in get_args(Transport):
-            raise ConfigError(
-                f"protocol {self.protocol!r} is not one of {', '.join(get_args(Transport))}",
-                section=self.name,
-                option="protocol",
-            )
-        if self.blocktype not in get_args(Blocktype):
-            raise ConfigError(
-                f"blocktype {self.blocktype!r} is not one of {', '.join(get_args(Blocktype))}",
-                section=self.name,
-                option="blocktype",
-            )
-        for port in self.ports:
-            first, last = port if isinstance(port, tuple) else (port, port)
-            if not (0 < first <= last <= 65535):
-                raise ConfigError(
-                    f"port {port!r} is not a port number 1-65535 or a (first, last) range",
-                    section=self.name,
-                    option="port",
-                )
-        object.__setattr__(self, "allow", tuple(as_network(a) for a in self.allow))
-
-
 def jails_by_name(jails: Sequence[JailFirewall]) -> dict[str, JailFirewall]:
     """``start``'s argument by name; two jails of one name are a caller's bug."""
     by_name = {j.name: j for j in jails}
@@ -178,18 +122,19 @@ def jails_by_name(jails: Sequence[JailFirewall]) -> dict[str, JailFirewall]:
     return by_name
 
 
-@runtime_checkable
-class TextBans(Protocol):
-    """A backend that also takes one jail's bans as canonical address text, skipping the
-    address objects: at 100,000 bans, building and taking apart ``BanEntry`` objects costs
-    more than the kernel's whole transaction. The enforcer uses it for backends that need no
-    `BanDetails`; the result must be that of ``ban`` with the equivalent entries."""
+def entries(bans: Sequence[Ban], now: float) -> list[BanEntry]:
+    """The bans still running at ``now`` as entries with the seconds each has left."""
+    out: list[BanEntry] = []
+    for ban in bans:
+        left = ban.remaining(now)
+        if left is None or left > 0:
+            out.append(BanEntry(target(ban.address), ban.jail, left))
+    return out
 
-    async def ban_texts(self, jail: str, bans: Sequence[tuple[str, float | None]]) -> None:
-        """Ban each (text, seconds left or None for permanent). Texts are as ``banish.addr``
-        writes them: a host without ``/len``, IPv4-mapped IPv6 already IPv4, a network with
-        its host bits clear."""
-        ...
+
+def key_entries(keys: Sequence[BanKey]) -> list[BanEntry]:
+    """`unban`'s keys as entries (for an unban only address and jail matter)."""
+    return [BanEntry(target(key.address), key.jail) for key in keys]
 
 
 class Backend(Protocol):
@@ -197,13 +142,10 @@ class Backend(Protocol):
 
     A failed call raises `BackendError` and leaves the firewall as it was. The daemon is the
     authority on which bans exist; a backend keeps no ban state of its own that the daemon
-    cannot rebuild with `reconcile`.
+    cannot rebuild with `reconcile`. Bans come as ``banish.events.Ban``: the address is
+    canonical text, the end is absolute (``banned_at + bantime``), and ``now`` turns it into
+    the time left, so a ban applied late, or again after a restart, still ends when it should.
     """
-
-    uses_details: bool
-    """Whether `ban` reads the `BanDetails` an entry may carry (action.d tags such as
-    <failures> or <F-USER>). Native backends say False, so a bulk load of 100,000 bans does
-    not build 100,000 detail objects nobody reads."""
 
     async def start(self, jails: Sequence[JailFirewall]) -> None:
         """Create (or, on reload, atomically reshape) the firewall structure for ``jails``.
@@ -213,15 +155,16 @@ class Backend(Protocol):
         """
         ...
 
-    async def ban(self, bans: Sequence[BanEntry]) -> None:
-        """Ban every entry for its ``expires_in``; re-banning refreshes the time left."""
+    async def ban(self, bans: Sequence[Ban], now: float) -> None:
+        """Ban every entry until its end; re-banning refreshes the time left. A ban already
+        over at ``now`` is skipped."""
         ...
 
-    async def unban(self, bans: Sequence[BanEntry]) -> None:
-        """Lift every entry; an entry that is not banned (or already expired) is no error."""
+    async def unban(self, keys: Sequence[BanKey]) -> None:
+        """Lift every ban; one that is not banned (or already expired) is no error."""
         ...
 
-    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+    async def reconcile(self, active: Sequence[Ban], now: float) -> None:
         """Make the firewall hold exactly ``active`` (for the started jails), repairing drift.
 
         Adds missing bans, removes extra ones, corrects time left that is off by more than

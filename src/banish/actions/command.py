@@ -1,15 +1,18 @@
-"""Run fail2ban action.d scripts unchanged: the `Backend` for jails whose actions are commands.
+"""Run fail2ban action.d scripts unchanged, for the bans the daemon publishes.
 
-Owns the lifecycle fail2ban gives a command action -- ``actionstart`` (per address family,
-on demand when the file has ``[Init?family=...]`` sections), ``actionban``/``actionunban`` with
-``actioncheck`` + repair + one retry when a command fails, ``actionflush`` or per-ban unbans
-then ``actionstop`` -- and running each command (timeout, process group, output, exit
-status). Every command goes through `shell_command`, so values from logs and DNS
-(``<matches>``, ``<F-USER>``, ``<ip-host>``...) reach the shell as data, never as code. Must
-not decide bans, read configuration or build scripts: `actiondef.py` produces the text and
-the tag values, the daemon decides.
+CommandActions is not a firewall `Backend`: it is a subscriber of the ban event stream (the
+daemon hands it each batch of bans, restores and unbans), so a slow script never delays the
+firewall. Owns the lifecycle fail2ban gives a command action -- ``actionstart`` (per address
+family, on demand when the file has ``[Init?family=...]`` sections), ``actionban`` /
+``actionunban`` with ``actioncheck`` + repair + one retry when a command fails,
+``actionflush`` or per-ban unbans then ``actionstop`` -- and running each command (timeout,
+process group, output, exit status, through ``banish.process``). Every command goes through `shell_command`, so values
+from logs and DNS (``<matches>``, ``<F-USER>``, ``<ip-host>``...) reach the shell as data,
+never as code. Must not decide bans, read configuration or build scripts:
+``config/actiondef.py`` produces the text, `tickets` the tag values of a ``Ban``, the daemon
+decides.
 
-Differences from the nftables backend, by nature of shell scripts:
+Differences from the native firewall backends, by nature of shell scripts:
 
 - a call is not a transaction: every ban of a batch is tried, the ones that fail are named in
   one `BackendError` and the others stay applied;
@@ -18,57 +21,59 @@ Differences from the nftables backend, by nature of shell scripts:
   and runs ``actioncheck`` (repairing and re-banning when it fails) to notice hand-made
   damage such as a deleted jump rule. Damage that ``actioncheck`` cannot see (a rule deleted
   inside the action's own chain) stays until the ban ends;
-- ban timeouts are the daemon's business: command actions have none (``expires_in`` is only
-  used for ``<bantime>`` when the daemon gives no details).
+- ban timeouts are the daemon's business: command actions have none (``<bantime>`` is the
+  ban's own duration, ``-1`` for a permanent one); a ban already over is not applied.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import NamedTuple
 
-from .actiondef import (
-    DYNAMIC_TAGS,
-    ActionDefinition,
-    BanDetails,
-    DetailedBanEntry,
-    details_of,
-    family_of,
-    field_values,
-    ticket_values,
-)
-from .base import Address, BackendError, BanEntry, JailFirewall
+from ..config.actiondef import DYNAMIC_TAGS, ActionDefinition
+from ..events import Ban
+from ..process import one_line, run_process
+from .base import BackendError
 from .escape import shell_command
+from .tickets import family_of, field_values, ticket_values
+from .tools import netns_prefix
 
-__all__ = ["BanDetails", "CommandActions", "DetailedBanEntry"]
+__all__ = ["CommandActions"]
 
 log = logging.getLogger(__name__)
 
 _OUTPUT_LIMIT = 2000
-_KILL_GRACE = 1.0
+"""Characters of a command's output shown in a log line or an error."""
 _STARTED, _HAS_BANS = 1, 2
 _IN_USE = _STARTED | _HAS_BANS
 
 
+class _Ticket(NamedTuple):
+    """A ban as an action applied it: fail2ban's ticket, with its ``restored`` flag."""
+
+    ban: Ban
+    restored: bool = False
+
+
 @dataclass(slots=True)
 class _Action:
-    """One running action of one jail: what fail2ban's CommandAction keeps, plus the record."""
+    """One running action of one jail: what fail2ban's CommandAction keeps, plus the record
+    (by address text)."""
 
     definition: ActionDefinition
     started: dict[str, int] = field(default_factory=dict)
     executed: dict[str, dict[str, str]] = field(default_factory=dict)
-    banned: dict[Address, BanEntry] = field(default_factory=dict)
-    lost: dict[Address, BanEntry] = field(default_factory=dict)
+    banned: dict[str, _Ticket] = field(default_factory=dict)
+    lost: dict[str, _Ticket] = field(default_factory=dict)
     """Bans a repair (stop + start) wiped out; banned again before the call returns."""
+    failed: dict[str, bool] = field(default_factory=dict)
+    """Bans whose ``actionban`` failed, with their ``restored`` flag: `reconcile` retries
+    them as they were, where any other ban missing from the record counts as restored."""
     start_failed: bool = False
 
     @property
@@ -83,15 +88,16 @@ class _Outcome:
 
 
 class CommandActions:
-    """The `Backend` for fail2ban action.d scripts: each jail runs its list of actions in order.
+    """fail2ban action.d scripts for the daemon's bans: each jail runs its list of actions in
+    order.
 
     ``configure`` gives the definitions (``load_actions`` per jail); `start` then starts the
     named jails, and on a later call (reload) stops jails no longer named and restarts actions
     whose definition changed. Commands run one at a time, as fail2ban runs them, under
-    ``prefix`` (``ip netns exec NS`` for ``netns``) with each action's ``timeout``.
+    ``prefix`` (``ip netns exec NS`` for ``netns``) with each action's ``timeout``; ``shell``
+    runs each script, ``clock`` gives ``<time>`` to commands that run without a ban. A call
+    tries everything it was given and then raises one `BackendError` naming what failed.
     """
-
-    uses_details = True
 
     def __init__(
         self,
@@ -104,7 +110,7 @@ class CommandActions:
     ) -> None:
         self._definitions: dict[str, tuple[ActionDefinition, ...]] = {}
         self._running: dict[str, list[_Action]] = {}
-        self._prefix = [*(["ip", "netns", "exec", netns] if netns else []), *prefix]
+        self._prefix = [*netns_prefix(netns), *prefix]
         self._clock = clock
         self._shell = shell
         self._lock = asyncio.Lock()
@@ -117,16 +123,21 @@ class CommandActions:
         """Replace the definitions (jail name -> its actions); takes effect at the next `start`."""
         self._definitions = {jail: tuple(defs) for jail, defs in definitions.items()}
 
-    def applied(self, jail: str) -> dict[str, list[Address]]:
-        """What each action of ``jail`` has applied (for status and tests)."""
+    def applied(self, jail: str) -> dict[str, list[str]]:
+        """The addresses each action of ``jail`` has applied (for status and tests)."""
         return {a.definition.name: list(a.banned) for a in self._running.get(jail, [])}
 
-    # -- the Backend protocol ---------------------------------------------------------------
+    # -- what the daemon calls ------------------------------------------------------------
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
+    async def start(self, jails: Sequence[str]) -> None:
+        """Start the actions of the named jails; on a later call (reload) stop the jails no
+        longer named, restart actions whose definition changed and run ``actionreload`` of
+        the others."""
+        if isinstance(jails, str):
+            raise TypeError("start takes a sequence of jail names, not one name")
         async with self._lock:
             errors: list[str] = []
-            names = [j.name for j in jails]
+            names = list(jails)
             missing = [n for n in names if n not in self._definitions]
             if missing:
                 raise BackendError(f"no actions configured for jail(s) {', '.join(missing)}")
@@ -163,64 +174,81 @@ class CommandActions:
                         errors.append(f"{action.label}: {error}")
             self._raise(errors, "start")
 
-    async def ban(self, bans: Sequence[BanEntry]) -> None:
+    async def ban(self, bans: Sequence[Ban], now: float, *, restored: bool = False) -> None:
+        """Run ``actionban`` of every action of each ban's jail (``actionprolong`` for a ban
+        already applied). ``restored`` marks bans re-applied after a restart: ``norestored``
+        actions skip them and ``<restored>`` is 1. A ban already over at ``now`` is skipped."""
         async with self._lock:
             errors: list[str] = []
-            for entry in bans:
-                actions = self._running.get(entry.jail)
-                if actions is None:
-                    errors.append(f"[{entry.jail}] no actions started for this jail")
+            for ban in bans:
+                if ban.remaining(now) == 0:
                     continue
-                self._banned_total[entry.jail] = self._banned_total.get(entry.jail, 0) + 1
+                actions = self._running.get(ban.jail)
+                if actions is None:
+                    errors.append(f"[{ban.jail}] no actions started for this jail")
+                    continue
+                self._banned_total[ban.jail] = self._banned_total.get(ban.jail, 0) + 1
                 for action in actions:
-                    error = await self._ban(action, entry)
+                    error = await self._ban(action, _Ticket(ban, restored))
                     if error:
                         errors.append(f"{action.label}: {error}")
             errors += await self._restore_lost()
             self._raise(errors, "ban")
 
-    async def unban(self, bans: Sequence[BanEntry]) -> None:
+    async def unban(self, bans: Sequence[Ban]) -> None:
+        """Run ``actionunban`` for each ban an action applied (with this ban's tags); a ban
+        no action applied is no error."""
         async with self._lock:
             errors: list[str] = []
-            for entry in bans:
-                for action in self._running.get(entry.jail, []):
-                    action.lost.pop(entry.address, None)
-                    error = await self._unban(action, entry.address)
+            for ban in bans:
+                for action in self._running.get(ban.jail, []):
+                    action.lost.pop(ban.address, None)
+                    action.failed.pop(ban.address, None)
+                    error = await self._unban(action, ban)
                     if error:
                         errors.append(f"{action.label}: {error}")
             errors += await self._restore_lost()
             self._raise(errors, "unban")
 
-    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+    async def reconcile(self, active: Sequence[Ban], now: float) -> None:
+        """Make every started action hold exactly the ``active`` bans of its jail: check (and
+        repair) each action, unban what is no longer active, ban what is missing -- as a
+        restored ban, unless its own ``actionban`` failed before."""
         async with self._lock:
             errors: list[str] = []
-            wanted: dict[str, dict[Address, BanEntry]] = {}
-            for entry in active:
-                if entry.jail in self._running:
-                    wanted.setdefault(entry.jail, {})[entry.address] = entry
+            wanted: dict[str, dict[str, Ban]] = {}
+            for ban in active:
+                if ban.remaining(now) == 0:
+                    continue
+                if ban.jail in self._running:
+                    wanted.setdefault(ban.jail, {})[ban.address] = ban
                 else:
                     log.debug("reconcile: jail %s has no command actions; %s skipped",
-                              entry.jail, entry.address)
+                              ban.jail, ban.address)
             for jail, actions in self._running.items():
                 want = wanted.get(jail, {})
                 for action in actions:
                     errors += await self._consistency_check(action)
                     for address in [a for a in action.lost if a not in want]:
                         del action.lost[address]
+                    for address in [a for a in action.failed if a not in want]:
+                        del action.failed[address]
                     for address in [a for a in action.banned if a not in want]:
-                        error = await self._unban(action, address)
+                        error = await self._unban(action, action.banned[address].ban)
                         if error:
                             errors.append(f"{action.label}: {error}")
-                    for address, entry in want.items():
+                    for address, ban in want.items():
                         if address in action.banned or address in action.lost:
                             continue
-                        error = await self._ban(action, _restored(entry))
+                        restored = action.failed.get(address, True)
+                        error = await self._ban(action, _Ticket(ban, restored))
                         if error:
                             errors.append(f"{action.label}: {error}")
             errors += await self._restore_lost()
             self._raise(errors, "reconcile")
 
     async def stop(self) -> None:
+        """Take every action out of service: flush (or unban each), then ``actionstop``."""
         async with self._lock:
             errors: list[str] = []
             for jail in list(self._running):
@@ -229,42 +257,46 @@ class CommandActions:
 
     # -- fail2ban's command-action lifecycle -------------------------------------------------
 
-    async def _ban(self, action: _Action, entry: BanEntry, operation: str = "actionban"
+    async def _ban(self, action: _Action, ticket: _Ticket, operation: str = "actionban"
                    ) -> str | None:
         definition = action.definition
-        details = details_of(entry)
-        if details is not None and details.restored and definition.norestored:
-            action.banned[entry.address] = entry
+        address = ticket.ban.address
+        if ticket.restored and definition.norestored:
+            action.banned[address] = ticket
             return None
-        if entry.address in action.banned and operation == "actionban":
+        if address in action.banned and operation == "actionban":
             # Already applied: only a longer ban time has something to tell the action.
-            action.banned[entry.address] = entry
+            action.banned[address] = ticket
             if definition.defines("actionprolong"):
-                return await self._process(action, "actionprolong", entry)
+                return await self._process(action, "actionprolong", ticket)
             return None
-        family = family_of(entry.address)
+        family = family_of(address)
+        error = None
         if (definition.start_on_demand or action.start_failed) and not action.started.get(family):
             error = await self._start(action, family, force=True)
-            if error:
-                return error
-            action.start_failed = False
-        error = await self._process(action, operation, entry)
+            if not error:
+                action.start_failed = False
+        if not error:
+            error = await self._process(action, operation, ticket)
         if error:
+            action.failed[address] = ticket.restored
             return error
+        action.failed.pop(address, None)
         action.started[family] = action.started.get(family, 0) | _STARTED | _HAS_BANS
-        action.banned[entry.address] = entry
+        action.banned[address] = ticket
         return None
 
-    async def _unban(self, action: _Action, address: Address) -> str | None:
-        entry = action.banned.get(address)
-        if entry is None:
+    async def _unban(self, action: _Action, ban: Ban) -> str | None:
+        """``actionunban`` with ``ban``'s tags, if the action applied a ban of its address."""
+        applied = action.banned.get(ban.address)
+        if applied is None:
             return None
-        if action.started.get(family_of(address), 0) & _HAS_BANS:
-            error = await self._process(action, "actionunban", entry)
+        if action.started.get(family_of(ban.address), 0) & _HAS_BANS:
+            error = await self._process(action, "actionunban", _Ticket(ban, applied.restored))
             if error:
                 return error  # still recorded: the next reconcile tries again
-        action.banned.pop(address, None)
-        action.lost.pop(address, None)  # a repair on the way may have moved it there
+        action.banned.pop(ban.address, None)
+        action.lost.pop(ban.address, None)  # a repair on the way may have moved it there
         return None
 
     async def _start(self, action: _Action, family: str | None = None, *,
@@ -303,6 +335,7 @@ class CommandActions:
         errors: list[str] = []
         for action in actions:
             action.lost.clear()
+            action.failed.clear()
             if action.definition.defines("actionflush"):
                 families = [f for f, v in action.started.items() if v & _IN_USE == _IN_USE]
 
@@ -315,8 +348,8 @@ class CommandActions:
                     errors.append(f"{action.label}: {error}")
                 action.banned.clear()
                 continue
-            for address in list(action.banned):
-                error = await self._unban(action, address)
+            for ticket in list(action.banned.values()):
+                error = await self._unban(action, ticket.ban)
                 if error:
                     errors.append(f"{action.label}: {error}")
             action.banned.clear()
@@ -326,9 +359,9 @@ class CommandActions:
                 errors.append(f"{action.label}: {error}")
         return errors
 
-    async def _process(self, action: _Action, operation: str, entry: BanEntry) -> str | None:
+    async def _process(self, action: _Action, operation: str, ticket: _Ticket) -> str | None:
         """Run a ban-time command; if it fails, check (and repair) the action, then retry once."""
-        family = family_of(entry.address)
+        family = family_of(ticket.ban.address)
         script = action.definition.script(operation, family)
         if not script:
             return None
@@ -344,7 +377,7 @@ class CommandActions:
                     return outcome.error + (" (and actioncheck failed: "
                                             + ("unban is impossible)" if verdict < 0
                                                else "could not restore the action)"))
-            outcome = await self._run(action, operation, script, entry, family)
+            outcome = await self._run(action, operation, script, ticket, family)
             tries += 1
             if outcome.ok:
                 return None
@@ -410,8 +443,8 @@ class CommandActions:
             for action in actions:
                 lost, action.lost = action.lost, {}
                 op = "actionreban" if action.definition.defines("actionreban") else "actionban"
-                for entry in lost.values():
-                    error = await self._ban(action, entry, op)
+                for ticket in lost.values():
+                    error = await self._ban(action, ticket, op)
                     if error:
                         errors.append(f"{action.label}: {error}")
         return errors
@@ -453,51 +486,48 @@ class CommandActions:
 
     # -- running one command ------------------------------------------------------------------
 
-    async def _run(self, action: _Action, operation: str, script: str, entry: BanEntry | None,
+    async def _run(self, action: _Action, operation: str, script: str, ticket: _Ticket | None,
                    family: str) -> _Outcome:
-        values = await self._values(script, action, entry, family)
+        values = await self._values(script, action, ticket, family)
         argv = [*self._prefix, *shell_command(script, values, shell=self._shell)]
-        what = operation + (f" for {entry.address}" if entry is not None else "")
-        timeout = action.definition.timeout
+        what = operation + (f" for {ticket.ban.address}" if ticket is not None else "")
         log.debug("%s: %s: %s", action.label, what, script)
-        done = await run_command(argv, timeout)
-        if done.problem is not None:
-            message = (f"{what} {done.problem} (timeout option)" if done.timed_out
-                       else f"{what}: {done.problem}")
-            log.error("%s: %s", action.label, message)
-            return _Outcome(False, message)
-        if done.returncode == 0:
-            if done.stdout or done.stderr:
-                log.debug("%s: %s output: %s%s", action.label, what, done.stdout,
-                          f" (stderr: {done.stderr})" if done.stderr else "")
+        done = await run_process(argv, timeout=action.definition.timeout)
+        stdout = one_line(done.stdout, _OUTPUT_LIMIT)
+        message = done.failure(what, detail_limit=_OUTPUT_LIMIT)
+        if message is None:
+            stderr = one_line(done.stderr, _OUTPUT_LIMIT)
+            if stdout or stderr:
+                log.debug("%s: %s output: %s%s", action.label, what, stdout,
+                          f" (stderr: {stderr})" if stderr else "")
             return _Outcome(True)
-        message = f"{what} failed ({done.status})" + (f": {done.stderr}" if done.stderr else "")
+        if done.timed_out:
+            message += " (timeout option)"
         log.error("%s: %s", action.label, message)
-        if done.stdout:
-            log.debug("%s: %s output: %s", action.label, what, done.stdout)
+        if stdout:
+            log.debug("%s: %s output: %s", action.label, what, stdout)
         return _Outcome(False, message)
 
-    async def _values(self, script: str, action: _Action, entry: BanEntry | None,
+    async def _values(self, script: str, action: _Action, ticket: _Ticket | None,
                       family: str) -> dict[str, str]:
         """The per-run tags ``script`` uses; DNS (``<ip-host>``) is asked only when used."""
         used = {tag for tag in DYNAMIC_TAGS if f"<{tag}>" in script}
-        details = (details_of(entry) if entry is not None else None) or BanDetails()
-        ticket = ticket_values(entry, details)
-        values = {tag: ticket[tag] for tag in used if tag in ticket}
-        if "time" in used:
-            values["time"] = str(float(details.time if details.time is not None
-                                       else self._clock()))
+        ban = ticket.ban if ticket is not None else None
+        values = ticket_values(ban, restored=ticket is not None and ticket.restored)
+        values = {tag: values[tag] for tag in used if tag in values}
+        if "time" in used and "time" not in values:
+            values["time"] = str(float(self._clock()))
         for tag in used & {"fq-hostname", "sh-hostname"}:
             values[tag] = await self._hostname(tag)
         if "ip-host" in used:
-            values["ip-host"] = await _host_of(str(entry.address)) if entry is not None else ""
-        if entry is not None and "jail.banned" in used:
-            values["jail.banned"] = str(len(action.banned) + (entry.address not in action.banned))
+            values["ip-host"] = await _host_of(ban.address) if ban is not None else ""
+        if ban is not None and "jail.banned" in used:
+            values["jail.banned"] = str(len(action.banned) + (ban.address not in action.banned))
         if "jail.banned_total" in used:
             values["jail.banned_total"] = str(self._banned_total.get(action.definition.jail, 0))
         for tag in used - values.keys():
             values[tag] = "0"  # jail.found*: the failure tracker is not visible here
-        values.update(field_values(script, details))
+        values.update(field_values(script, ban))
         return values
 
     async def _hostname(self, tag: str) -> str:
@@ -513,14 +543,6 @@ class CommandActions:
             shown = "; ".join(errors[:5])
             more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
             raise BackendError(f"action.d {call}: {shown}{more}")
-
-
-def _restored(entry: BanEntry) -> BanEntry:
-    """An entry re-applied by reconcile is a restored ban unless the daemon said otherwise."""
-    if details_of(entry) is not None:
-        return entry
-    return DetailedBanEntry(entry.address, entry.jail, entry.expires_in,
-                            BanDetails(restored=True))
 
 
 def _own_fqdn() -> str:
@@ -547,72 +569,3 @@ async def _host_of(ip: str) -> str:
     except (TimeoutError, OSError):
         return ""
     return host
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRun:
-    """How a command ended: ``returncode`` (None if it never started or was killed for its
-    time), the start of its output on one line each, and ``problem`` when it could not run
-    or ran out of time."""
-
-    returncode: int | None
-    stdout: str = ""
-    stderr: str = ""
-    problem: str | None = None
-    timed_out: bool = False
-
-    @property
-    def status(self) -> str:
-        code = -1 if self.returncode is None else self.returncode
-        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-
-
-async def run_command(argv: Sequence[str], timeout: float) -> CommandRun:
-    """Run ``argv`` (already escaped: see escape.shell_command) without blocking the event
-    loop, in its own session, killed with everything it started after ``timeout`` seconds or
-    when the caller is cancelled (the daemon stopping): nothing is left running.
-
-    Output goes to files, not pipes: the command counts as done when it exits, even if
-    something it started in the background still holds its stdout.
-    """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True)
-        except OSError as exc:
-            return CommandRun(None, problem=f"cannot run {argv[0]}: {exc.strerror or exc}")
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            await _kill_group(proc)
-            return CommandRun(None, problem=f"timed out after {timeout:g} s and was killed",
-                              timed_out=True)
-        except BaseException:  # cancelled (daemon stopping): leave nothing running
-            await asyncio.shield(_kill_group(proc))
-            raise
-        return CommandRun(proc.returncode, _read(out), _read(err))
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """Terminate the command and everything it started (its own session), then kill the rest.
-
-    As fail2ban does: SIGTERM first, then SIGKILL for whatever of the group still lives, so a
-    child that ignores SIGTERM or outlives its shell does not keep running.
-    """
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), _KILL_GRACE)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
-def _read(file: IO[bytes]) -> str:
-    """The start of a command's output, on one line (it goes into log lines and errors)."""
-    file.seek(0)
-    data = file.read(_OUTPUT_LIMIT + 1)
-    text = data[:_OUTPUT_LIMIT].decode("utf-8", "replace").strip()
-    lines = " | ".join(line.strip() for line in text.splitlines() if line.strip())
-    return lines + (" ...[truncated]" if len(data) > _OUTPUT_LIMIT else "")

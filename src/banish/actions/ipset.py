@@ -40,7 +40,16 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import TypeAlias
 
 from banish.actions import xtables
-from banish.actions.base import BackendError, BanEntry, JailFirewall, jails_by_name
+from banish.actions.base import (
+    BackendError,
+    BanEntry,
+    JailFirewall,
+    entries,
+    jails_by_name,
+    key_entries,
+)
+from banish.actions.tools import netns_prefix, run_tool
+from banish.events import Ban, BanKey
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +104,10 @@ def _longer(a: int, b: int) -> int:
     return 0 if a == 0 or b == 0 else max(a, b)
 
 
-def _group(entries: Iterable[BanEntry]) -> dict[SetKey, dict[Member, int]]:
+def _group(items: Iterable[BanEntry]) -> dict[SetKey, dict[Member, int]]:
     """Bans by set, each as {member: timeout}; a duplicate keeps its longest ban."""
     out: dict[SetKey, dict[Member, int]] = {}
-    for entry in entries:  # the hot loop of a big batch: plain tuples and ints
+    for entry in items:  # the hot loop of a big batch: plain tuples and ints
         addr = entry.address
         timeout = _seconds(entry.expires_in)
         members: list[Member]
@@ -212,8 +221,6 @@ class IpsetBackend:
     `reconcile` rewrites it; ``timeout`` bounds one tool run. Calls are serialized (one lock).
     """
 
-    uses_details = False
-
     def __init__(
         self,
         *,
@@ -226,7 +233,7 @@ class IpsetBackend:
         slack: float = 5.0,
         timeout: float = 60.0,
     ) -> None:
-        self._ipset = (["ip", "netns", "exec", netns] if netns else []) + [ipset]
+        self._ipset = [*netns_prefix(netns), ipset]
         self._families = xtables.families(netns, iptables, ip6tables, timeout)
         self._forward = forward
         self._maxelem = maxelem
@@ -243,22 +250,22 @@ class IpsetBackend:
             await self._converge(by_name, None)
             self._jails = by_name
 
-    async def ban(self, bans: Sequence[BanEntry]) -> None:
+    async def ban(self, bans: Sequence[Ban], now: float) -> None:
         def lines(name: str, key: SetKey, members: dict[Member, int], info: _SetInfo | None
                   ) -> list[str]:
             self._usable(name, key, info, adding=len(members))
             return [f"add {name} {_text(key[1], m)} timeout {t}" for m, t in members.items()]
 
-        await self._per_set(bans, lines)
+        await self._per_set(entries(bans, now), lines)
 
-    async def unban(self, bans: Sequence[BanEntry]) -> None:
+    async def unban(self, keys: Sequence[BanKey]) -> None:
         def lines(name: str, key: SetKey, members: dict[Member, int], info: _SetInfo | None
                   ) -> list[str]:
             if info is None:  # no set, nothing of that kind is banned
                 return []
             return [f"del {name} {_text(key[1], m)}" for m in members]
 
-        await self._per_set(bans, lines)
+        await self._per_set(key_entries(keys), lines)
 
     async def _per_set(self, bans: Sequence[BanEntry], lines: Callable[
             [str, SetKey, dict[Member, int], _SetInfo | None], list[str]]) -> None:
@@ -275,10 +282,11 @@ class IpsetBackend:
                 out += lines(name, key, members, sets.get(name))
             await self._restore(out)
 
-    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+    async def reconcile(self, active: Sequence[Ban], now: float) -> None:
+        current = entries(active, now)
         async with self._lock:
-            self._check_jails(active)
-            await self._converge(self._jails, _group(active))
+            self._check_jails(current)
+            await self._converge(self._jails, _group(current))
 
     async def stop(self) -> None:
         async with self._lock:
@@ -290,8 +298,8 @@ class IpsetBackend:
 
     # -- planning --
 
-    def _check_jails(self, entries: Iterable[BanEntry]) -> None:
-        unknown = {e.jail for e in entries} - self._jails.keys()
+    def _check_jails(self, items: Iterable[BanEntry]) -> None:
+        unknown = {e.jail for e in items} - self._jails.keys()
         if unknown:
             raise ValueError(f"jails not started in the firewall: {', '.join(sorted(unknown))}")
 
@@ -417,4 +425,4 @@ class IpsetBackend:
         await self._run(["restore", "-exist"], ("\n".join(lines) + "\n").encode())
 
     async def _run(self, args: list[str], stdin: bytes | None = None) -> bytes:
-        return await xtables.run_tool([*self._ipset, *args], stdin, self._timeout)
+        return await run_tool([*self._ipset, *args], stdin, self._timeout)

@@ -24,7 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from banish.actions import xtables
-from banish.actions.base import BackendError, BanEntry, JailFirewall, Network, jails_by_name
+from banish.actions.base import (
+    BackendError,
+    BanEntry,
+    JailFirewall,
+    Network,
+    entries,
+    jails_by_name,
+    key_entries,
+)
+from banish.events import Ban, BanKey
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +79,10 @@ def _rule(net: Network, jail: JailFirewall) -> str:
     return f"{xtables.source(net)} {xtables.verdict(jail)}"
 
 
-def _by_jail(entries: Iterable[BanEntry], version: int) -> dict[str, dict[Network, None]]:
+def _by_jail(items: Iterable[BanEntry], version: int) -> dict[str, dict[Network, None]]:
     """Networks of one IP version by jail, in order, without duplicates."""
     out: dict[str, dict[Network, None]] = {}
-    for entry in entries:
+    for entry in items:
         net = entry.network
         if net.version == version:
             out.setdefault(entry.jail, {})[net] = None
@@ -98,8 +107,6 @@ class IptablesBackend:
     (``iptables-legacy`` on a system whose kernel lacks nf_tables); ``-save`` and
     ``-restore`` are appended to them. ``timeout`` bounds one tool run. Calls are serialized.
     """
-
-    uses_details = False
 
     def __init__(
         self,
@@ -137,12 +144,13 @@ class IptablesBackend:
                 )
             self._jails = by_name
 
-    async def ban(self, bans: Sequence[BanEntry]) -> None:
+    async def ban(self, bans: Sequence[Ban], now: float) -> None:
+        current = entries(bans, now)
         async with self._lock:
-            self._check_jails(bans)
+            self._check_jails(current)
             steps: list[_Step] = []
             for family in self._families:
-                wanted = _by_jail(bans, family.version)
+                wanted = _by_jail(current, family.version)
                 if not wanted:
                     continue
                 ruleset = await family.save()
@@ -161,12 +169,13 @@ class IptablesBackend:
                 steps.append(_Step(family, lines, undo))
             await self._apply(steps)
 
-    async def unban(self, bans: Sequence[BanEntry]) -> None:
+    async def unban(self, keys: Sequence[BanKey]) -> None:
+        lifted = key_entries(keys)
         async with self._lock:
-            self._check_jails(bans)
+            self._check_jails(lifted)
             steps: list[_Step] = []
             for family in self._families:
-                wanted = _by_jail(bans, family.version)
+                wanted = _by_jail(lifted, family.version)
                 if not wanted:
                     continue
                 ruleset = await family.save()
@@ -190,11 +199,12 @@ class IptablesBackend:
                 steps.append(_Step(family, declare + lines, undo))
             await self._apply(steps)
 
-    async def reconcile(self, active: Sequence[BanEntry]) -> None:
+    async def reconcile(self, active: Sequence[Ban], now: float) -> None:
+        current = entries(active, now)
         async with self._lock:
-            self._check_jails(active)
+            self._check_jails(current)
             for family in self._families:
-                desired = _by_jail(active, family.version)
+                desired = _by_jail(current, family.version)
                 ruleset = await family.save()
                 bodies: dict[str, list[str] | None] = {}
                 patches: list[str] = []
@@ -222,8 +232,8 @@ class IptablesBackend:
 
     # -- planning --
 
-    def _check_jails(self, entries: Iterable[BanEntry]) -> None:
-        unknown = {e.jail for e in entries} - self._jails.keys()
+    def _check_jails(self, items: Iterable[BanEntry]) -> None:
+        unknown = {e.jail for e in items} - self._jails.keys()
         if unknown:
             raise ValueError(f"jails not started in the firewall: {', '.join(sorted(unknown))}")
 

@@ -9,42 +9,46 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from banish.actions.base import BanEntry, JailFirewall
+from banish.actions.base import JailFirewall
+from banish.events import Ban, BanKey
 
 log = logging.getLogger(__name__)
 
+_DETAIL_LIMIT = 10
 
-def _describe(entry: BanEntry) -> str:
-    until = "permanently" if entry.expires_in is None else f"for {entry.expires_in:g}s"
-    return f"{entry.jail} {entry.address} {until}"
+
+def _describe(ban: Ban, now: float) -> str:
+    left = ban.remaining(now)
+    until = "permanently" if left is None else f"for {left:g}s"
+    return f"{ban.jail} {ban.address} {until}"
 
 
 class NullBackend:
     """Accepts every call and only logs it (one line per call, not per ban, when batches are big)."""
 
-    uses_details = False
-
-    _DETAIL_LIMIT = 10
-
     async def start(self, jails: Sequence[JailFirewall]) -> None:
         log.info("null firewall: start jails %s", ", ".join(j.name for j in jails) or "(none)")
 
-    async def ban(self, bans: Sequence[BanEntry]) -> None:
-        self._log("ban", bans)
+    async def ban(self, bans: Sequence[Ban], now: float) -> None:
+        current = [b for b in bans if b.remaining(now) != 0]  # a ban already over is skipped
+        _log("ban", len(current), [_describe(b, now) for b in current[:_DETAIL_LIMIT]])
 
-    async def unban(self, bans: Sequence[BanEntry]) -> None:
-        self._log("unban", bans)
+    async def unban(self, keys: Sequence[BanKey]) -> None:
+        _log("unban", len(keys), [f"{k.jail} {k.address}" for k in keys[:_DETAIL_LIMIT]])
 
-    async def reconcile(self, active: Sequence[BanEntry]) -> None:
-        log.info("null firewall: reconcile %d active bans", len(active))
+    async def reconcile(self, active: Sequence[Ban], now: float) -> None:
+        log.info("null firewall: reconcile %d active bans",
+                 sum(1 for ban in active if ban.remaining(now) != 0))
 
     async def stop(self) -> None:
         log.info("null firewall: stop")
 
-    def _log(self, verb: str, entries: Sequence[BanEntry]) -> None:
-        if not entries:
-            return
-        shown = "; ".join(_describe(e) for e in entries[: self._DETAIL_LIMIT])
-        more = len(entries) - self._DETAIL_LIMIT
-        suffix = f"; and {more} more" if more > 0 else ""
-        log.info("null firewall: %s %s%s", verb, shown, suffix)
+
+def _log(verb: str, total: int, described: Sequence[str]) -> None:
+    """One line for a whole call: the first few bans, and how many more."""
+    if not total:
+        return
+    shown = "; ".join(described)
+    more = total - len(described)
+    suffix = f"; and {more} more" if more > 0 else ""
+    log.info("null firewall: %s %s%s", verb, shown, suffix)

@@ -2,6 +2,8 @@
 
 Owns the name -> factory table and the probes behind ``auto``. Must not hold ban state or
 build firewall commands beyond the harmless probes (listing tables, sets, one chain).
+fail2ban action.d scripts are no backend: a jail reaches them through its configured actions
+(``JailConfig.actions``), run by ``command.CommandActions`` as a ban-event subscriber.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from banish.actions.base import Backend
-from banish.actions.command import CommandActions
 from banish.actions.ipset import IpsetBackend
 from banish.actions.iptables import IptablesBackend
 from banish.actions.nftables import NftablesBackend
 from banish.actions.null import NullBackend
+from banish.actions.tools import netns_prefix
 from banish.errors import ConfigError
 
 AUTO = "auto"
-COMMAND = "action.d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,6 @@ _FACTORIES: dict[str, Factory] = {
     "ipset": lambda o: IpsetBackend(netns=o.netns, forward=o.forward),
     "iptables": lambda o: IptablesBackend(netns=o.netns, forward=o.forward),
     "null": lambda o: NullBackend(),
-    # fail2ban action.d scripts; jails get here through daemon/firewall.py, never by ``auto``.
-    COMMAND: lambda o: CommandActions(netns=o.netns),
 }
 
 # Tried in order by ``auto``; "null" is never chosen silently: a daemon that believes it bans
@@ -58,7 +57,7 @@ def names() -> tuple[str, ...]:
 
 def _probe(options: BackendOptions, *argv: str) -> str | None:
     """None if the read-only command ``argv`` succeeds here, else the reason it fails."""
-    full = (["ip", "netns", "exec", options.netns] if options.netns else []) + list(argv)
+    full = [*netns_prefix(options.netns), *argv]
     try:
         done = subprocess.run(full, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

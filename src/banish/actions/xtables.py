@@ -1,10 +1,11 @@
 """iptables/ip6tables plumbing shared by the ipset and the legacy iptables backends.
 
-Owns the chain layout both backends hang into the ``filter`` table, running the tools (one
-``iptables-save`` to read, one ``iptables-restore --noflush`` per change and family), parsing
-the save format, and the names that must fit the kernel's limits. Must not know what a backend
-matches bans with (sets or one rule per address), and must not touch a chain it does not own
-except for the single jump rule it puts into ``INPUT`` and ``FORWARD``/``DOCKER-USER``.
+Owns the chain layout both backends hang into the ``filter`` table, the tools' calls (one
+``iptables-save`` to read, one ``iptables-restore --noflush`` per change and family, run by
+``tools.run_tool``), parsing the save format, and the names that must fit the kernel's
+limits. Must not know what a backend matches bans with (sets or one rule per address), and
+must not touch a chain it does not own except for the single jump rule it puts into
+``INPUT`` and ``FORWARD``/``DOCKER-USER``.
 
 Layout of one backend with tag T (``set`` for ipset, ``ipt`` for iptables), per IP version::
 
@@ -21,7 +22,6 @@ empties a user chain that is declared (``:name``), which is how a chain is rebui
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import logging
@@ -29,7 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from banish.actions.base import BackendError, JailFirewall, Network, Port
+from banish.actions.base import JailFirewall, Network, Port
+from banish.actions.tools import netns_prefix, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -107,40 +108,7 @@ def parse_save(text: str) -> Ruleset:
     return ruleset
 
 
-# --- running the tools ----------------------------------------------------------------------------
-
-
-async def run_tool(argv: Sequence[str], stdin: bytes | None, timeout: float) -> bytes:
-    """Run one firewall tool; its stdout, or `BackendError` naming the tool and its message.
-
-    A tool that outlives ``timeout`` (or a cancelled caller) is killed: iptables-restore
-    commits a table at its end and ipset applies commands as it reads them, so a killed run
-    leaves either nothing or a prefix of idempotent commands that the next call completes.
-    """
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        raise BackendError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
-    what = " ".join(a for a in argv if not a.startswith("--wait"))
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    except (TimeoutError, asyncio.CancelledError) as exc:
-        proc.kill()
-        await proc.wait()
-        if isinstance(exc, TimeoutError):
-            raise BackendError(f"{what} hung for {timeout:g} s") from None
-        raise
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-        lines = [ln for ln in lines if not ln.startswith(("Try `", "#"))][:3]
-        detail = " / ".join(line[:300] for line in lines) or "no message"
-        raise BackendError(f"{what} failed (exit {proc.returncode}): {detail}")
-    return out
+# --- running the tools ---------------------------------------------------------------------------
 
 
 class Family:
@@ -148,7 +116,7 @@ class Family:
 
     def __init__(self, version: int, binary: str, netns: str | None, timeout: float) -> None:
         self.version = version
-        self._prefix = ["ip", "netns", "exec", netns] if netns else []
+        self._prefix = netns_prefix(netns)
         self._binary = binary
         self._timeout = timeout
 

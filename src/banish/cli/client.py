@@ -2,22 +2,25 @@
 
 Owns connecting to the daemon (and saying in one line why it could not), sending requests
 (bulk address lists in bounded slices), and printing answers: ``--json`` prints the daemon's
-result unchanged; otherwise compact fail2ban-like trees and tables. Must not interpret
-commands beyond that: what a command means is the daemon's business, how it is spelled and
-shaped is ``banish.protocol``'s.
+result unchanged; otherwise compact fail2ban-like trees and tables, or fail2ban-client's own
+lines where the request's ``view`` asks for them. Must not interpret commands beyond that:
+what a command means is the daemon's business, how it is spelled and shaped is
+``banish.protocol``'s.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TextIO
 
-from ..errors import ConfigError
+from ..errors import USAGE_EXIT, ConfigError
 from ..protocol import (
     STDIN,
     CommandError,
@@ -165,6 +168,11 @@ def execute(request: Request, *, path: str, as_json: bool, stdin: TextIO, stdout
             stdout.write(text + "\n")
     if request.cmd == "banned" and request.args.get("ip") and not result:
         return 1
+    if request.cmd == "reload" and isinstance(result, dict) and result.get("skipped"):
+        # Applied, but not everywhere: a script must not take it for a clean reload.
+        for skipped in result["skipped"]:
+            print(f"banish: reload: jail {skipped['jail']}: {skipped['error']}", file=sys.stderr)
+        return USAGE_EXIT
     return 0
 
 
@@ -176,6 +184,8 @@ def render(request: Request, result: Any, now: float) -> str:
     if cmd == "status":
         return _jail_status(result) if args.get("jail") else _status(result)
     if cmd == "banned":
+        if request.view:
+            return _fail2ban_bans(result, with_time=request.view == "with-time")
         if not result:
             ip = args.get("ip")
             where = f" in {args['jail']}" if args.get("jail") else ""
@@ -216,6 +226,18 @@ def _status(result: dict[str, Any]) -> str:
                  s["total_banned"]] for s in summary]
         lines += ["", _table(["JAIL", "FAILED", "TOTAL FAILED", "BANNED", "TOTAL BANNED"],
                              rows, numeric={1, 2, 3, 4})]
+    problems = [f"jail {s['jail']} skipped: {s['error']}" for s in result.get("skipped") or []]
+    problems += [f"firewall {f['backend']} failing (bans retried): {f['error']}"
+                 for f in result.get("firewall_errors") or []]
+    if result.get("failed_bans"):
+        problems.append(f"{result['failed_bans']} ban(s) not yet in the firewall (retried)")
+    for sub in result.get("subscribers") or []:
+        if sub.get("queued") or sub.get("dropped") or sub.get("errors"):
+            problems.append(f"subscriber {sub['name']}: {sub['queued']} queued, "
+                            f"{sub['dropped']} dropped, {sub['errors']} errors"
+                            + (f" (last: {sub['last_error']})" if sub.get("last_error") else ""))
+    if problems:
+        lines += ["", "Problems:", *(f"  {p}" for p in problems)]
     return "\n".join(lines)
 
 
@@ -227,6 +249,8 @@ def _jail_status(s: dict[str, Any]) -> str:
         errors = "; ".join(f"{e['path']}: {e['message']}" for e in s["file_errors"])
         filt.append(f"File errors:\t{errors}")
     filt.append(f"Backend:\t{s.get('backend', '')}")
+    if s.get("reload_error"):
+        filt.append(f"Reload error:\t{s['reload_error']}")
     acts = [f"Currently banned:\t{s['currently_banned']}", f"Total banned:\t{s['total_banned']}",
             f"Banned IP list:\t{' '.join(s.get('banned', []))}"]
     return "\n".join([f"Status for the jail: {s['jail']}", "|- Filter", *_branch(filt, "|  "),
@@ -248,6 +272,27 @@ def _banned(rows: Sequence[dict[str, Any]], now: float) -> str:
             until, left = _when(expires), _duration(expires - now)
         table.append([r["jail"], r["ip"], _when(r["banned_at"]), until, left])
     return _table(["JAIL", "ADDRESS", "BANNED AT", "EXPIRES AT", "LEFT"], table, numeric={4})
+
+
+_END_OF_TIME = "9999-12-31 23:59:59"
+"""Where fail2ban-client says a permanent ban ends."""
+
+
+def _fail2ban_bans(rows: Sequence[dict[str, Any]], *, with_time: bool) -> str:
+    """``fail2ban-client get JAIL banip [--with-time]`` to the character, so scripts written
+    for it keep working: ordered by the end of the ban; addresses on one line, or a line
+    each, ``IP`` space tab ``START + BANTIME = END`` in local time."""
+    ordered = sorted(rows, key=lambda r: math.inf if r["expires_at"] is None else r["expires_at"])
+    if not with_time:
+        return " ".join(r["ip"] for r in ordered)
+    return "\n".join(
+        f"{r['ip']} \t{_stamp(r['banned_at'])} + {int(r['bantime'])} = "
+        f"{_END_OF_TIME if r['expires_at'] is None else _stamp(r['expires_at'])}"
+        for r in ordered)
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
 def _when(epoch: float) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import USAGE_EXIT, BanishError
-from . import commands, regex, run, scan
+from . import check, commands, dump, import_fail2ban, regex, run, scan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", metavar="PATH",
                         help="control socket of the daemon (default: $BANISH_SOCKET, else "
                              "/run/banish/banish.sock)")
+    # fail2ban-client's global spellings; main() turns them into the verbs before parsing.
+    parser.add_argument("-t", "--test", action="store_true",
+                        help="same as `banish check` (fail2ban-client -t): banish -t [-c DIR]")
+    parser.add_argument("-d", "--dump", action="store_true",
+                        help="same as `banish dump` (fail2ban-client -d): banish -d [-c DIR] "
+                             "[--json]")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
     p = verbs.add_parser("regex", help="test a filter against a log file or line",
@@ -42,6 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Offline what-if over existing logs: no daemon, no root.")
     scan.add_arguments(p)
     p.set_defaults(run=scan.run)
+    p = verbs.add_parser("import-fail2ban", help="carry fail2ban's active bans into banish",
+                         description="Copy the bans still in force in fail2ban's database into "
+                         "banish's store (stop banish first; it re-applies them at start).")
+    import_fail2ban.add_arguments(p)
+    p.set_defaults(run=import_fail2ban.run)
+    p = verbs.add_parser("check", help="test the configuration: would every jail run "
+                         "(fail2ban-client -t)", description="Load the configuration and "
+                         "compile every enabled jail as the daemon would; print each problem "
+                         "(file, section, option, reason). Exit 2 if a jail would be skipped.")
+    check.add_arguments(p)
+    p.set_defaults(run=check.run)
+    p = verbs.add_parser("dump", help="print every enabled jail's resolved settings "
+                         "(fail2ban-client -d)", description="Every enabled jail's settings, "
+                         "filter regexes and action commands after all substitution.")
+    dump.add_arguments(p)
+    p.set_defaults(run=dump.run)
     commands.add_control_verbs(verbs)
     return parser
 
@@ -49,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # A reader closing the pipe early (`banish regex ... | head`) is not an error.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(
+        check.fail2ban_spelling(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.run(args))
     except BanishError as exc:

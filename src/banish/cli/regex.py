@@ -1,15 +1,18 @@
 """``banish regex``: test a filter against a log file or a single line (fail2ban-regex's role).
 
-Owns reading the input in large chunks and reporting; the verdicts come from ``match/`` — the
-very code the daemon runs. ``--json`` prints one object per input line, in order, and nothing
+Owns reading the input in large chunks, telling a filter name (a mistyped one is an error)
+from a bare failregex, and reporting; the verdicts come from ``match/`` — the very code the
+daemon runs. ``--json`` prints one object per input line, in order, and nothing
 else on stdout: ``{"line", "match", "host", "time"}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
 import time as _time
 from collections import Counter
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
     from ..config.filterdef import FilterDefinition
     from ..match.chunks import ChunkMatcher, LineOutcome
     from ..match.filter import CompiledFilter
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +58,28 @@ def parse_opts(items: list[str]) -> dict[str, str]:
     return opts
 
 
+_LOOKS_LIKE_NAME = re.compile(r"[\w.-]+(?:\[[^\]]*=[^\]]*\])?")
+"""What a filter name looks like (``sshd``, ``sshd[mode=aggressive]``). No useful failregex
+looks like this: it would have no host group."""
+
+
+def _no_filter_named(name: str, directory: str) -> str:
+    """The error for a filter name that is not in ``directory``, with the likely intended."""
+    try:
+        names = sorted({os.path.splitext(f)[0] for f in os.listdir(directory)
+                        if f.endswith((".conf", ".local"))})
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if close:
+        hint = f"closest: {', '.join(close)}"
+    elif names:
+        hint = f"filters: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
+    else:
+        hint = "no filters there"
+    return f"no filter named {name!r} in {directory} ({hint})"
+
+
 def resolve_filter(spec: str, config_dir: str, opts: dict[str, str]) -> FilterDefinition:
     """A filter name, a filter file, or — when it is neither — a bare failregex."""
     from ..config.filterdef import FILTER_OPTIONS, FilterDefinition, load_filter
@@ -68,6 +92,9 @@ def resolve_filter(spec: str, config_dir: str, opts: dict[str, str]) -> FilterDe
         return load_filter(config_dir, spec, opts)
     if "<" not in spec and "(?P<" not in spec and os.sep in spec:
         raise ConfigError(f"no such filter file {spec!r}")
+    if _LOOKS_LIKE_NAME.fullmatch(spec.strip()):
+        # A typo of a filter name would otherwise become a regex without a host group.
+        raise ConfigError(_no_filter_named(name, os.path.join(config_dir, "filter.d")))
     return FilterDefinition(
         name="(command line)", file="", failregex=(spec,),
         ignoreregex=tuple(v for v in opts.get("ignoreregex", "").split("\n") if v),

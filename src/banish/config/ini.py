@@ -33,15 +33,51 @@ _CONDITIONAL = re.compile(r"^(\w+)(\?.+)$")
 _MAX_DEPTH = 10
 
 
-def _parse_file(path: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+_INLINE_HASH = re.compile(r"\s+#")
+_OPTION_LINE = re.compile(r"([^=:\s][^=:]*?)\s*[=:]")
+
+
+def _without_hash_comments(text: str, path: str, warnings: list[ConfigError]) -> str:
+    """Cut `` # comment`` off the end of values, with a warning naming the line.
+
+    Blog posts write ``ignoreip = 127.0.0.1/8   # your own addresses here``; configparser (and
+    fail2ban) keep the comment as part of the value, and its words become host names to
+    resolve. Only jail and daemon files get this: in filters and actions ``#`` is regex and
+    shell text.
+    """
+    lines = text.split("\n")
+    option = None
+    for number, line in enumerate(lines, 1):
+        stripped = line.lstrip()
+        if not stripped or stripped[0] in "#;[":
+            continue
+        if line[:1] not in " \t" and (m := _OPTION_LINE.match(line)):
+            option = m.group(1).strip()
+        cut = _INLINE_HASH.search(line)
+        if cut is None or (line[:1] not in " \t" and cut.start() < line.find("=")):
+            continue
+        warnings.append(ConfigError(
+            f"inline comment {line[cut.start():].strip()!r} ignored (fail2ban would read it "
+            "as part of the value; put comments on a line of their own)",
+            file=path, line=number, option=option))
+        lines[number - 1] = line[:cut.start()]
+    return "\n".join(lines)
+
+
+def _parse_file(path: str, hash_comments: bool = False
+                ) -> tuple[dict[str, str], dict[str, dict[str, str]], list[ConfigError]]:
     """Parse one file with Python's configparser rules (as fail2ban does), no interpolation."""
     # DEFAULT is read as an ordinary section so that its options stay apart from the others.
     parser = configparser.ConfigParser(
         interpolation=None, inline_comment_prefixes=(";",), default_section="\x00none"
     )
+    warnings: list[ConfigError] = []
     try:
         with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh, source=path)
+            text = fh.read()
+        if hash_comments:
+            text = _without_hash_comments(text, path, warnings)
+        parser.read_string(text, source=path)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not valid UTF-8 ({exc.reason})", file=path) from exc
     except configparser.MissingSectionHeaderError as exc:
@@ -59,7 +95,7 @@ def _parse_file(path: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         raise ConfigError(f"cannot read: {exc.strerror}", file=path) from exc
     sections = {name: dict(parser.items(name, raw=True)) for name in parser.sections()}
     defaults = sections.pop("DEFAULT", {})
-    return defaults, sections
+    return defaults, sections, warnings
 
 
 def _with_local(paths: Iterable[str]) -> list[str]:
@@ -80,6 +116,9 @@ class IniTree:
     defaults: dict[str, str] = field(default_factory=dict)
     sections: dict[str, dict[str, str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    hash_comments: bool = False
+    """Cut inline `` # comments`` from values (jail and daemon files; see above)."""
+    warnings: list[ConfigError] = field(default_factory=list)
     _cache: dict[str, tuple[dict[str, str], dict[str, dict[str, str]]]] = field(
         default_factory=dict, repr=False
     )
@@ -87,7 +126,7 @@ class IniTree:
     # -- reading ------------------------------------------------------------------------------
 
     @classmethod
-    def read_named(cls, basedir: str, name: str) -> IniTree:
+    def read_named(cls, basedir: str, name: str, *, hash_comments: bool = False) -> IniTree:
         """Read ``basedir/name`` the way fail2ban reads ``jail``, ``filter.d/sshd`` ...
 
         Raises ConfigError when not even one of the candidate files exists.
@@ -98,7 +137,7 @@ class IniTree:
         existing = [p for p in candidates if os.path.isfile(p)]
         if not existing:
             raise ConfigError(f"no such file (looked for {base}.conf and {base}.local)", file=base + ".conf")
-        tree = cls()
+        tree = cls(hash_comments=hash_comments)
         tree.read(existing)
         return tree
 
@@ -117,7 +156,9 @@ class IniTree:
     def _parsed(self, path: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         hit = self._cache.get(path)
         if hit is None:
-            hit = self._cache[path] = _parse_file(path)
+            defaults, sections, warnings = _parse_file(path, self.hash_comments)
+            self.warnings.extend(warnings)
+            hit = self._cache[path] = (defaults, sections)
         return hit
 
     def _expand_includes(self, paths: list[str], seen: tuple[str, ...]) -> list[str]:

@@ -1,28 +1,26 @@
 """Load a whole configuration directory (banish's own, or an unchanged /etc/fail2ban tree).
 
 Owns the compile-once step: ``jail.conf`` + ``jail.d`` + ``.local`` files, each enabled jail's
-filter, and the daemon settings (``banish.conf``, else fail2ban's ``fail2ban.conf``), turned into
-one validated, immutable ``Config``. Reload builds a new ``Config`` and the daemon compares; a
-broken file raises ConfigError naming file, section and option, and nothing changes.
+filter, source, firewall and action.d scripts, and the daemon settings (``banish.conf``, else
+fail2ban's ``fail2ban.conf``), turned into one validated, immutable ``Config``. No raw option
+is read after this. A jail that cannot be compiled is skipped with its error (file, section,
+option, reason) and every other jail loads, as fail2ban does; broken daemon settings or an
+unreadable jail.conf raise ConfigError. Reload builds a new ``Config`` and the daemon compares
+typed values.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..core.subnets import SubnetPolicy
 from ..errors import ConfigError
-from .filterdef import (
-    FILTER_OPTIONS,
-    FilterDefinition,
-    load_filter,
-    split_name_args,
-    split_specs,
-)
+from .actiondef import ActionDefinition
+from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
+from .firewall import compile_enforcement
 from .ini import IniTree
-from .model import JailSettings
+from .model import JailFirewall, JailSettings, LogPath
 from .subnets import subnet_policy
 from .values import jail_settings, parse_duration
 
@@ -49,19 +47,68 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """Where a jail's lines come from, as configured. Globs are kept as written: which files
+    exist, and whether ``backend = auto`` ends up on files or the journal, is decided by the
+    daemon when the jail starts (it looks at the disk then, not at load)."""
+
+    backend: str = "auto"
+    """fail2ban's name without its options: auto, polling, pyinotify, gamin or systemd."""
+    logpaths: tuple[LogPath, ...] = ()
+    journalmatch: tuple[str, ...] = ()
+    """journalctl-style alternatives, each ``FIELD=value FIELD=value``."""
+    journal_path: str | None = None
+    """``systemd[journalpath=DIR]``: read that directory instead of the system journal."""
+    journal_files: tuple[str, ...] = ()
+    """``systemd[journalfiles=A B]``: read these files."""
+
+    @property
+    def journal(self) -> bool:
+        """Reads the journal whatever the disk holds (``backend = systemd``)."""
+        return self.backend == "systemd"
+
+
+@dataclass(frozen=True, slots=True)
 class JailConfig:
-    """One enabled jail: its checked settings, its compiled-ready filter and raw extras."""
+    """One enabled jail, compiled: every value typed and checked, nothing left to read.
+
+    Two JailConfigs compare equal exactly when running either would behave the same, so reload
+    restarts a jail when and only when ``==`` says it changed (the source ``file`` is only
+    where it was written, and does not count).
+    """
 
     settings: JailSettings
     filter: FilterDefinition
-    actions: tuple[str, ...] = ()
-    options: Mapping[str, str] = field(default_factory=dict, compare=False)
-    file: str = ""
+    source: SourceConfig = field(default_factory=SourceConfig)
+    firewall: JailFirewall | None = None
+    backend: str | None = "null"
+    """The native firewall backend (``nftables``, ``ipset``, ``iptables``, ``auto``, ``null``)
+    or None when only action.d scripts enforce the jail's bans."""
+    actions: tuple[ActionDefinition, ...] = ()
+    """action.d scripts, resolved; they run beside the firewall, in this order."""
+    logtimezone: str | None = None
+    journal_filter: FilterDefinition | None = None
+    """The filter read with ``logtype = journal``, for a jail whose ``backend = auto`` may fall
+    back to the journal (set only when that can happen and the filter differs)."""
     subnets: SubnetPolicy = field(default_factory=SubnetPolicy)
+    file: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def jail_firewall(self) -> JailFirewall:
+        return self.firewall if self.firewall is not None else JailFirewall(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedJail:
+    """An enabled jail that cannot run, and why: the others run without it (as in fail2ban).
+    ``error`` names the file, section, option and reason."""
+
+    name: str
+    error: ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +116,40 @@ class Config:
     directory: str
     daemon: DaemonSettings
     jails: tuple[JailConfig, ...]
+    skipped: tuple[SkippedJail, ...] = ()
+    warnings: tuple[ConfigError, ...] = ()
+    """Things read but probably not meant (an inline ``# comment`` after a value)."""
 
     def jail(self, name: str) -> JailConfig | None:
         return next((j for j in self.jails if j.name == name), None)
 
 
 def load_config(directory: str, *, only: set[str] | None = None,
-                include_disabled: bool = False) -> Config:
-    """Read ``directory``; ``only`` limits which jails are compiled (e.g. ``scan --jail``)."""
+                include_disabled: bool = False, strict: bool = False) -> Config:
+    """Read ``directory``; ``only`` limits which jails are compiled (e.g. ``scan --jail``).
+
+    A jail that cannot be compiled is listed in ``Config.skipped`` and the others load; with
+    ``strict`` its error is raised instead. Broken daemon settings always raise.
+    """
     if not os.path.isdir(directory):
         raise ConfigError("config directory does not exist", file=directory)
-    return Config(directory, load_daemon_settings(directory),
-                  load_jails(directory, only=only, include_disabled=include_disabled))
+    warnings: list[ConfigError] = []
+    daemon = load_daemon_settings(directory, warnings)
+    jails, skipped = load_jails(directory, only=only, include_disabled=include_disabled,
+                                warnings=warnings)
+    if strict and skipped:
+        raise skipped[0].error
+    return Config(directory, daemon, jails, skipped, tuple(warnings))
 
 
-def load_daemon_settings(directory: str) -> DaemonSettings:
+def load_daemon_settings(directory: str,
+                         warnings: list[ConfigError] | None = None) -> DaemonSettings:
     for name, section in (("banish", "Definition"), ("fail2ban", "Definition")):
         if not any(os.path.isfile(os.path.join(directory, name + ext)) for ext in (".conf", ".local")):
             continue
-        tree = IniTree.read_named(directory, name)
+        tree = IniTree.read_named(directory, name, hash_comments=True)
+        if warnings is not None:
+            warnings.extend(tree.warnings)
         file = tree.files[0] if tree.files else name
 
         def get(option: str, default: str, tree: IniTree = tree, section: str = section) -> str:
@@ -131,14 +193,18 @@ def _jail_file(tree: IniTree, section: str) -> str:
 
 
 def load_jails(directory: str, *, only: set[str] | None = None,
-               include_disabled: bool = False) -> tuple[JailConfig, ...]:
+               include_disabled: bool = False, warnings: list[ConfigError] | None = None
+               ) -> tuple[tuple[JailConfig, ...], tuple[SkippedJail, ...]]:
     if not any(os.path.isfile(os.path.join(directory, "jail" + ext)) for ext in (".conf", ".local")):
-        return ()
-    tree = IniTree.read_named(directory, "jail")
+        return (), ()
+    tree = IniTree.read_named(directory, "jail", hash_comments=True)
+    if warnings is not None:
+        warnings.extend(tree.warnings)
     # fail2ban offers these to every jail's interpolation.
     tree.defaults.setdefault("fail2ban_confpath", directory)
     tree.defaults.setdefault("fail2ban_version", "1.0.2")
     jails: list[JailConfig] = []
+    skipped: list[SkippedJail] = []
     for section in tree.sections:
         if section in _NOT_JAILS or section.startswith("KNOWN/"):
             continue
@@ -146,25 +212,22 @@ def load_jails(directory: str, *, only: set[str] | None = None,
             continue
         file = _jail_file(tree, section)
         try:
-            jail = _load_jail(directory, tree, section, include_disabled)
+            jail = _load_jail(directory, tree, section, include_disabled, file)
         except ConfigError as exc:
-            raise exc.located(file=file, section=section) from exc
+            skipped.append(SkippedJail(section, exc.located(file=file, section=section)))
+            continue
         if jail is not None:
-            try:
-                subnets = subnet_policy(jail[3])
-            except ConfigError as exc:
-                raise exc.located(file=file, section=section) from exc
-            jails.append(JailConfig(jail[0], jail[1], jail[2], jail[3], file, subnets))
+            jails.append(jail)
     if only is not None:
-        missing = only - {j.name for j in jails}
+        missing = only - {j.name for j in jails} - {s.name for s in skipped}
         if missing:
             raise ConfigError(f"no such jail: {', '.join(sorted(missing))}",
                               file=os.path.join(directory, "jail.conf"))
-    return tuple(jails)
+    return tuple(jails), tuple(skipped)
 
 
-def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bool
-               ) -> tuple[JailSettings, FilterDefinition, tuple[str, ...], dict[str, str]] | None:
+def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bool,
+               file: str) -> JailConfig | None:
     enabled = tree.get(section, "enabled") or "false"
     if enabled.strip().lower() not in ("true", "yes", "1", "on") and not include_disabled:
         jail_settings(section, {"enabled": enabled})  # still reject a value that is no boolean
@@ -188,25 +251,45 @@ def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bo
     spec = settings.filter
     name, args = split_name_args(spec) if "[" in spec else (spec, {})
     extra = dict(args)
-    if "logtype" not in extra and settings.backend.startswith("systemd"):
+    backend, backend_args = split_name_args(settings.backend)
+    backend = backend.strip().lower()
+    if "logtype" not in extra and backend == "systemd":
         extra["logtype"] = "journal"
     # Filter options written in the jail section itself win over the filter file's.
     for opt in FILTER_OPTIONS:
-        if opt in tree.own_options(section) and opt in options:
+        if opt in own and opt in options:
             extra[opt] = options[opt]
+    definition = _filter(directory, name, extra)
+    journal_filter = None
+    journal_capable = backend == "systemd" or (backend == "auto" and bool(definition.journalmatch))
+    if backend == "auto" and definition.journalmatch and definition.logtype != "journal":
+        journal_filter = _filter(directory, name, {**extra, "logtype": "journal"})
+        if journal_filter == definition:
+            journal_filter = None
+    if not settings.logpath and not journal_capable:
+        raise ConfigError("no logpath given (and the backend is not systemd)", option="logpath")
+    source = SourceConfig(
+        backend=backend, logpaths=settings.logpath,
+        journalmatch=tuple(" ".join(m) for m in definition.journalmatch),
+        journal_path=backend_args.get("journalpath") or None,
+        journal_files=tuple(backend_args.get("journalfiles", "").split()))
+    enforcement = compile_enforcement(directory, section, options, file)
+    # ignoreip's networks are allowed in the kernel ahead of the jail's bans.
+    firewall = replace(enforcement.firewall, allow=settings.ignoreip.networks)
+    return JailConfig(
+        settings=settings, filter=definition, source=source, firewall=firewall,
+        backend=enforcement.backend, actions=enforcement.scripts,
+        logtimezone=(options.get("logtimezone") or "").strip() or None,
+        journal_filter=journal_filter, subnets=subnet_policy(options), file=file)
+
+
+def _filter(directory: str, name: str, extra: dict[str, str]) -> FilterDefinition:
     try:
-        definition = load_filter(directory, name, extra)
+        return load_filter(directory, name, extra)
     except ConfigError as exc:
         if exc.reason.startswith("unknown filter"):
             raise ConfigError(exc.reason, option="filter") from exc
         raise
-    journal_capable = settings.backend.startswith("systemd") or (
-        settings.backend == "auto" and bool(definition.journalmatch))
-    if not settings.logpath and not journal_capable:
-        raise ConfigError("no logpath given (and the backend is not systemd)", option="logpath")
-
-    actions = split_specs(options.get("action", ""))
-    return settings, definition, actions, options
 
 
 # Options every jail needs to read even when they come from [DEFAULT].

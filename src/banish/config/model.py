@@ -4,18 +4,21 @@ The config reader turns text into these frozen values once; the core and the dae
 see them, never option strings. Constructing a model value validates its ranges, so a model
 that exists is a model that works. Reload builds new values and compares them (``==``).
 
-Owns: ``JailSettings``, ``BantimeIncrement``, ``IgnoreIP``, ``LogPath``, ``UseDns``.
+Owns: ``JailSettings``, ``BantimeIncrement``, ``IgnoreIP``, ``LogPath``, ``UseDns``, and
+``JailFirewall`` (what a firewall backend must know of a jail).
 Must not: read files, parse option text (that is ``config.values``), or hold mutable state.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
-from typing import Final
+from typing import Final, Literal, TypeAlias, get_args
 
+from banish.addr import as_network
 from banish.core.formula import Formula
 from banish.errors import ConfigError
 
@@ -156,3 +159,60 @@ class JailSettings:
     @property
     def permanent(self) -> bool:
         return self.bantime == PERMANENT
+
+
+Transport: TypeAlias = Literal["tcp", "udp", "sctp", "udplite", "all"]
+Blocktype: TypeAlias = Literal["drop", "reject"]
+Port: TypeAlias = int | tuple[int, int]
+"""One port, or an inclusive (first, last) range."""
+
+_JAIL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class JailFirewall:
+    """What the firewall needs to know about one jail, resolved by the config layer.
+
+    ``ports`` are numbers (the config layer resolves service names like ``ssh``); an empty
+    tuple means every port of ``protocol``, and ``protocol="all"`` with no ports blocks the
+    address completely. ``allow`` (the jail's ignoreip) is checked before any ban of this jail,
+    so an allowed address stays reachable even inside a banned network. ``forward`` also
+    filters forwarded traffic (containers behind Docker's NAT); there the ports are matched
+    against the port the client originally connected to, before DNAT.
+    """
+
+    name: str
+    ports: tuple[Port, ...] = ()
+    protocol: Transport = "tcp"
+    blocktype: Blocktype = "reject"
+    allow: tuple[IPNetwork, ...] = ()
+    forward: bool = False
+
+    def __post_init__(self) -> None:
+        if not _JAIL_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "jail name must be 1-64 characters of letters, digits, '_', '.', '-' "
+                "(starting with a letter, digit or '_') to name firewall sets",
+                section=self.name,
+            )
+        if self.protocol not in get_args(Transport):
+            raise ConfigError(
+                f"protocol {self.protocol!r} is not one of {', '.join(get_args(Transport))}",
+                section=self.name,
+                option="protocol",
+            )
+        if self.blocktype not in get_args(Blocktype):
+            raise ConfigError(
+                f"blocktype {self.blocktype!r} is not one of {', '.join(get_args(Blocktype))}",
+                section=self.name,
+                option="blocktype",
+            )
+        for port in self.ports:
+            first, last = port if isinstance(port, tuple) else (port, port)
+            if not (0 < first <= last <= 65535):
+                raise ConfigError(
+                    f"port {port!r} is not a port number 1-65535 or a (first, last) range",
+                    section=self.name,
+                    option="port",
+                )
+        object.__setattr__(self, "allow", tuple(as_network(a) for a in self.allow))

@@ -7,7 +7,7 @@ daemon, ``banish scan`` and the tests all drive the same code.
 
 from __future__ import annotations
 
-from banish.core.events import PERMANENT_BAN, BanDecision, FeedResult, IgnoreSource, Outcome
+from banish.core.events import FeedResult, IgnoreSource, Outcome
 from banish.core.formula import Formula, FormulaError, compile_formula
 from banish.core.ignore import IgnoreList, IgnorePredicate, normalize_address
 from banish.core.jail import Jail, JailStats
@@ -23,8 +23,6 @@ __all__ = [
     "DEFAULT_MAX_MATCH_CHARS",
     "DEFAULT_MAX_TRACKED",
     "MAX_BANTIME",
-    "PERMANENT_BAN",
-    "BanDecision",
     "BanPolicy",
     "FailureTracker",
     "FeedResult",

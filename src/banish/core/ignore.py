@@ -124,10 +124,23 @@ class IgnoreList:
         self._by_name: set[int] = set()
         self._self: frozenset[int] = frozenset()
         if ignoreip is not None:
-            for net in ignoreip.networks:
-                self._networks.add(net)
-            self._names = {_key(name): frozenset() for name in ignoreip.names}
+            self.set_ignoreip(ignoreip)
         self.set_self_addresses(self_addresses)
+
+    def set_ignoreip(self, ignoreip: IgnoreIP) -> None:
+        """Replace the ``ignoreip`` entries (``banish set JAIL addignoreip``/``delignoreip``).
+
+        Only this list changes: the jail's failure windows live elsewhere and stay, and a host
+        name still listed keeps what it last resolved to (a new one is due a lookup at once).
+        """
+        networks = _NetworkSet()
+        for net in ignoreip.networks:
+            networks.add(net)
+        self._networks = networks
+        self._names = {(k := _key(name)): self._names.get(k, frozenset())
+                       for name in ignoreip.names}
+        self._attempted = {k: t for k, t in self._attempted.items() if k in self._names}
+        self._index_names()
 
     def set_self_addresses(self, addresses: Iterable[str]) -> None:
         """Replace the host's own addresses (the daemon refreshes them when interfaces change)."""
@@ -156,6 +169,10 @@ class IgnoreList:
         self._names[key] = frozenset(
             ip for a in addresses if (ip := normalize_address(a)) is not None
         )
+        self._index_names()
+
+    def _index_names(self) -> None:
+        """One set of every address the names stand for: a check is one lookup."""
         self._by_name = {_ip_key(ip) for ips in self._names.values() for ip in ips}
 
     @property

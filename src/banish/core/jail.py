@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-from banish.core.events import BanDecision, FeedResult, IgnoreSource, Outcome
+from banish.core.events import FeedResult, IgnoreSource, Outcome
 from banish.core.ignore import DEFAULT_REFRESH, IgnoreList, IgnorePredicate, IPAddress
 from banish.core.policy import BanPolicy, PriorBansLookup
 from banish.core.tracker import DEFAULT_MAX_MATCH_CHARS, DEFAULT_MAX_TRACKED, FailureTracker
-from banish.events import Failure
+from banish.events import BanDecision, Failure
 
 if TYPE_CHECKING:
     from banish.config.model import JailSettings

@@ -26,8 +26,8 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
-from banish.core.events import PERMANENT_BAN
 from banish.core.formula import FormulaError
+from banish.events import PERMANENT
 
 if TYPE_CHECKING:
     from banish.config.model import BantimeIncrement
@@ -105,7 +105,7 @@ class BanPolicy:
     def bantime_for(self, prior_count: int) -> int:
         """Seconds to ban an address banned ``prior_count`` times before; ``-1`` = permanent."""
         if self.permanent:
-            return PERMANENT_BAN
+            return PERMANENT
         if not self.incremental or prior_count <= 0:
             return _clamp(self.bantime)
         inc = self.increment

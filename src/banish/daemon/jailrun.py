@@ -1,10 +1,11 @@
-"""One running jail: its sources, its matcher and its core, wired in that order.
+"""One running jail: its sources feeding its pipeline, its bans going to the enforcer.
 
-Owns turning a batch of log lines into ban decisions for one jail: the chunk matcher (with the
-prefilter) finds failures, ``core.Jail`` counts them, decisions go to the ``Enforcer``; the
-source's position is saved only after the batch's bans are committed, so a crash re-reads at
-most one batch and never loses a reported ban. Must not: touch the firewall directly or read
-the config files.
+Owns the asynchronous edges around ``banish.pipeline`` for one jail: reading sources, resolving
+host names a failure named (``usedns``), asking ``ignorecommand``, handing bans to the
+``Enforcer`` and saving the source's position only after the batch's bans are committed, so a
+crash re-reads at most one batch and never loses a reported ban. Must not: touch the firewall,
+read config files or options (the jail arrives compiled), or decide anything the pipeline
+decides.
 """
 
 from __future__ import annotations
@@ -13,33 +14,33 @@ import asyncio
 import contextlib
 import glob
 import logging
-import os
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..actions.command import BanDetails, run_command
 from ..actions.escape import shell_command
 from ..addr import canonical_address
 from ..config.loader import JailConfig
+from ..core.active import ActiveBans
 from ..core.events import Outcome
-from ..core.jail import Jail
-from ..core.subnets import ban_target, escalation
-from ..events import Failure, LogLine
-from ..match.chunks import ChunkMatcher
-from ..match.dates import DateDetector
-from ..match.filter import CompiledFilter
+from ..core.policy import PriorBans
+from ..events import Failure
+from ..pipeline import Pipeline
+from ..process import run_process
 from ..sources.base import Batch, Position, SourceStatus
 from ..sources.file import FileSource
-from ..store.base import Ban, BanKey, FilePosition, Store
+from ..store.base import FilePosition, Store
 from .enforcer import Enforcer
 from .logsetup import NOTICE
 
 log = logging.getLogger("banish.filter")
 
 Clock = Callable[[], float]
+
+IGNORECOMMAND_TIMEOUT = 10.0
+"""Seconds an ``ignorecommand`` may take before it is killed (and does not ignore)."""
 
 
 def _journal_available() -> bool:
@@ -52,25 +53,22 @@ def _journal_available() -> bool:
     return True
 
 
-def choose_backend(jail: JailConfig) -> str:
-    """``backend = auto``: files when a logpath exists, else the journal when it can be read."""
-    backend = jail.settings.backend
+def source_kind(jail: JailConfig) -> str:
+    """``backend = auto``: files when a logpath exists, else the journal when it can be read.
+    Decided when the jail starts, from what the disk holds then."""
+    backend = jail.source.backend
     if backend != "auto":
-        return "systemd" if backend.startswith("systemd") else backend
-    for lp in jail.settings.logpath:
+        return backend
+    for lp in jail.source.logpaths:
         if glob.glob(lp.path):
             return "auto"
-    if jail.filter.journalmatch and _journal_available():
+    if jail.source.journalmatch and _journal_available():
         return "systemd"
     return "auto"
 
 
-IGNORECOMMAND_TIMEOUT = 10.0
-"""Seconds an ``ignorecommand`` may take before it is killed (and does not ignore)."""
-
-
 class JailRunner:
-    """Sources -> matcher -> core -> enforcer for one jail."""
+    """Sources -> pipeline -> enforcer for one jail."""
 
     def __init__(self, config: JailConfig, *, store: Store, enforcer: Enforcer, clock: Clock,
                  history: float, self_addresses: tuple[str, ...] = ()) -> None:
@@ -79,43 +77,33 @@ class JailRunner:
         self.store = store
         self.enforcer = enforcer
         self.clock = clock
-        self.source_kind = choose_backend(config)
-        definition = config.filter
-        if self.source_kind == "systemd" and definition.logtype != "journal":
-            # The journal gives the time; lines carry no date and the journal's prefix shape.
-            from ..config.filterdef import load_filter
-
-            config_dir = os.path.dirname(os.path.dirname(definition.file)) or None
-            definition = load_filter(config_dir, definition.name,
-                                     {**_args(config), "logtype": "journal"})
-        tz = config.options.get("logtimezone") or None
-        self.filter = CompiledFilter(definition, logtimezone=tz)
-        self.matcher = ChunkMatcher(self.filter)
-        self._dates = self.filter.dates if self.filter.dates.disabled else (
-            DateDetector.from_pattern(definition.datepattern, logtimezone=tz)
-            if definition.datepattern else DateDetector.auto(logtimezone=tz))
-        self.self_addresses = self_addresses
-        self.core = self._make_core(config)
         self.history = history
+        self.self_addresses = self_addresses
+        self.source_kind = source_kind(config)
+        self.pipeline = self._make_pipeline(config)  # raises ConfigError: nothing started yet
         self.statuses: dict[str, SourceStatus] = {}
         self._ignore_answer: tuple[str, Failure, bool] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.files: list[str] = []
 
-    def _make_core(self, config: JailConfig) -> Jail:
-        return Jail(config.settings, prior_bans=self._prior_bans,
-                    self_addresses=self.self_addresses,
-                    ignore_predicate=self._ignore_command if config.settings.ignorecommand
-                    else None)
+    def _make_pipeline(self, config: JailConfig) -> Pipeline:
+        return Pipeline(config, journal=self.source_kind == "systemd",
+                        prior_bans=self._prior_bans, self_addresses=self.self_addresses,
+                        ignore_predicate=self._ignore_command
+                        if config.settings.ignorecommand else None)
+
+    @property
+    def core(self) -> Any:
+        return self.pipeline.core
 
     def apply_settings(self, config: JailConfig) -> None:
-        """New numbers (``banish set``): a fresh core; failure windows start over."""
+        """New numbers (``banish set``): a fresh pipeline; failure windows start over."""
         self.config = config
-        self.core = self._make_core(config)
+        self.pipeline = self._make_pipeline(config)
 
     # -- hooks for the core -------------------------------------------------------------------
 
-    def _prior_bans(self, address: str, jail: str | None) -> Any:
+    def _prior_bans(self, address: str, jail: str | None) -> PriorBans | None:
         count = self.store.ban_count(address, jail, self.clock() - self.history)
         return count if count.count else None
 
@@ -132,7 +120,7 @@ class JailRunner:
         if failure.user:
             values["F-USER"] = failure.user
         argv = shell_command(self.config.settings.ignorecommand, values)
-        done = await run_command(argv, IGNORECOMMAND_TIMEOUT)
+        done = await run_process(argv, timeout=IGNORECOMMAND_TIMEOUT)
         if done.problem is not None:
             log.error("[%s] ignorecommand for %s: %s", self.name, address, done.problem)
         self._ignore_answer = (address, failure, done.returncode == 0)
@@ -140,26 +128,22 @@ class JailRunner:
     # -- sources --------------------------------------------------------------------------
 
     def _date_of(self, line: str) -> float | None:
-        hit = self._dates.find(line, self.clock())
-        return None if hit is None else hit.time
+        return self.pipeline.date_of(line, self.clock())
 
     def make_sources(self) -> list[Any]:
         now = self.clock()
         since = now - self.config.settings.findtime
+        source = self.config.source
         if self.source_kind == "systemd":
-            from ..config.filterdef import split_name_args
             from ..sources.journal import JournalSource
 
-            matches = [" ".join(m) for m in self.config.filter.journalmatch]
             cursor = self.store.get_cursor(self.name)
-            # fail2ban's backend options: systemd[journalpath=DIR] or [journalfiles=A B].
-            _, opts = split_name_args(self.config.settings.backend)
-            files = tuple(opts.get("journalfiles", "").split())
-            path = opts.get("journalpath") or None
-            self.files = [path] if path else list(files) or ["journal"]
-            return [JournalSource(matches, cursor=cursor, since=None if cursor else since,
-                                  path=path, files=files, name=f"{self.name}:journal")]
-        paths = [lp.path for lp in self.config.settings.logpath]
+            path = source.journal_path
+            self.files = [path] if path else list(source.journal_files) or ["journal"]
+            return [JournalSource(list(source.journalmatch), cursor=cursor,
+                                  since=None if cursor else since, path=path,
+                                  files=source.journal_files, name=f"{self.name}:journal")]
+        paths = [lp.path for lp in source.logpaths]
         self.files = paths
         positions: dict[str, Position] = {}
         for path in paths:
@@ -205,74 +189,37 @@ class JailRunner:
         else:
             log.warning("[%s] %s: %s %s", self.name, status.name, status.state, status.message)
 
-    # -- the pipeline ----------------------------------------------------------------------
-
-    def failures_in(self, lines: tuple[LogLine, ...], now: float) -> list[Failure]:
-        found: list[Failure] = []
-        if not lines:
-            return found
-        if lines[0].time is not None or self.filter.journal:
-            for line in lines:
-                hit = self.filter.process(line.text, now, time=line.time).failure
-                if hit is not None and hit.fid is not None:
-                    found.append(hit.to_failure(now))
-            return found
-        chunk = "\n".join(line.text for line in lines).encode("utf-8", "replace") + b"\n"
-        for outcome in self.matcher.feed(chunk, now):
-            hit = outcome.result.failure
-            if hit is not None and hit.fid is not None:
-                found.append(hit.to_failure(now))
-        return found
+    # -- a batch through the pipeline --------------------------------------------------------
 
     async def handle(self, batch: Batch) -> None:
         now = self.clock()
-        bans: list[Ban] = []
-        details: dict[BanKey, BanDetails] = {}
+        pipeline = self.pipeline
+        # The batch's bans count for its later failures at once (as live, and as scan replays).
+        book = ActiveBans(over=self.enforcer.active)
         verbose = log.isEnabledFor(logging.INFO)
-        for failure in self.failures_in(batch.lines, now):
+        for failure in pipeline.failures_of_lines(batch.lines, now):
             canon = canonical_address(failure.fid)
             addresses = [canon] if canon is not None else await self._resolve(failure.fid)
             for address in addresses:
                 f = failure if address == failure.fid else replace(failure, fid=address)
-                if self.enforcer.is_banned(address, self.name):
-                    continue
-                if self.config.settings.ignorecommand:
+                if self.config.settings.ignorecommand and not book.is_banned(address, self.name):
                     await self._ask_ignore_command(address, f)
-                result = self.core.feed(f, now)
+                verdict = pipeline.judge(f, now, book)
+                result = verdict.result
                 if result.outcome is Outcome.IGNORED:
                     log.info("[%s] Ignore %s by %s", self.name, address, result.ignored_by)
-                if verbose and result.outcome in (Outcome.COUNTED, Outcome.BANNED):
+                if verbose and not verdict.already_banned and result.outcome in (
+                        Outcome.COUNTED, Outcome.BANNED):
                     log.info("[%s] Found %s - %s", self.name, address,
                              datetime.fromtimestamp(f.time).strftime("%Y-%m-%d %H:%M:%S"))
-                decision = result.decision
-                if decision is not None:
-                    target = ban_target(decision.address, self.config.subnets)
-                    bans.append(Ban(target, self.name, decision.time,
-                                    int(decision.bantime), decision.failures,
-                                    tuple(decision.matches)))
-                    details[BanKey(target, self.name)] = BanDetails(
-                        time=decision.time, bantime=int(decision.bantime),
-                        failures=decision.failures, bancount=decision.ban_count,
-                        matches=tuple(decision.matches), fields=decision.fields,
-                        fid=failure.fid)
-        if bans:
-            fresh = await self.enforcer.ban(bans, now, details)
-            if fresh and self.config.subnets.escalates:
-                await self._escalate(fresh, now)
+                if len(verdict.bans) > 1:
+                    policy = self.config.subnets
+                    log.log(NOTICE, "[%s] %d addresses of %s banned within %ds: banning the "
+                            "subnet", self.name, policy.escalate_count, verdict.bans[1].address,
+                            int(policy.escalate_period))
+        if len(book):
+            await self.enforcer.ban(list(book), now)
         self._save_position(batch)
-
-    async def _escalate(self, fresh: list[Ban], now: float) -> None:
-        """Ban a whole subnet once enough of its addresses were banned (``escalate``)."""
-        policy = self.config.subnets
-        for ban in fresh:
-            active = [(b.address, b.banned_at) for b in self.enforcer.banned_in(self.name)]
-            subnet = escalation(ban.address, active, policy, now)
-            if subnet is None:
-                continue
-            log.log(NOTICE, "[%s] %d addresses of %s banned within %ds: banning the subnet",
-                    self.name, policy.escalate_count, subnet, int(policy.escalate_period))
-            await self.enforcer.ban([Ban(subnet, self.name, now,
-                                         int(self.config.settings.bantime))], now)
 
     async def _resolve(self, fid: str) -> list[str]:
         """The addresses of a host name a failure named (``usedns``)."""
@@ -299,7 +246,7 @@ class JailRunner:
             self.store.set_cursor(self.name, pos)
 
     def status(self) -> dict[str, Any]:
-        stats = self.core.stats()
+        stats = self.pipeline.core.stats()
         banned = self.enforcer.banned_in(self.name)
         files = sorted({path for path in self.files for path in (glob.glob(path) or [path])})
         errors = [{"path": s.name, "message": f"{s.state}: {s.message}".strip(": ")}
@@ -315,10 +262,3 @@ class JailRunner:
             "file_errors": errors,
             "backend": self.source_kind,
         }
-
-
-def _args(config: JailConfig) -> dict[str, str]:
-    from ..config.filterdef import split_name_args
-
-    spec = config.settings.filter
-    return split_name_args(spec)[1] if "[" in spec else {}

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .filter import BRACKET_FRAME, CompiledFilter, LineResult, holds_framed
+from .filter import CompiledFilter, LineResult
 from .prefilter import Prefilter, required_all
+from .sessions import BRACKET_FRAME, holds_framed
 
 _LOOKBACK_LINES = 5
 

@@ -1,32 +1,28 @@
 """The matcher: one compiled filter turning log lines into failures (pure; ``now`` passed in).
 
 Owns the per-filter state fail2ban keeps between lines — the multi-line buffer (``maxlines``),
-the last date seen, and the multi-line failure cache keyed by ``<F-MLFID>`` — and applies
-``prefregex``, ``failregex`` and ``ignoreregex`` with fail2ban's verdicts. It does no I/O and reads
-no clock; the prefilter (``prefilter.py``) decides which lines are worth handing to it.
+the last date seen, and how a match merges into the multi-line session of its ``<F-MLFID>`` —
+and applies ``prefregex``, ``failregex`` and ``ignoreregex`` with fail2ban's verdicts. Which
+sessions are open, and which lines cannot concern any of them, is `banish.match.sessions`'
+(`SessionIndex`). It does no I/O and reads no clock; the prefilter (``prefilter.py``) decides
+which lines are worth handing to it.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from operator import itemgetter
 
 from ..config.filterdef import FilterDefinition
 from ..errors import ConfigError
 from ..events import Failure
 from .dates import DateDetector
-from .prefilter import date_safe_pieces
+from .sessions import Candidate, SessionIndex
 from .tags import CompiledRegex, compile_regex
 
 # A date-less line borrows the previous line's date when that is this recent (seconds).
 _LAST_DATE_WINDOW = 60
-_MLFID_CACHE_SIZE = 100  # fail2ban's bounds: 100 sessions, each forgotten after 5 minutes
-_MLFID_MAX_AGE = 300.0
 
 
 @dataclass(slots=True)
@@ -114,14 +110,10 @@ class CompiledFilter:
         self._buffer: list[str] = []
         self._last_date: float | None = None
         self._last_date_text = ""
-        self._mlfid: OrderedDict[str, dict[str, object]] = OrderedDict()
-        self._session_tokens: Counter[bytes] = Counter()
-        self._session_frames: Counter[bytes] = Counter()  # see without_closed_sessions
-        self._session_test: tuple[bytes, bytes] | int = _NONE_OPEN
-        self._session_opened: dict[str, float] = {}
         self._now = 0.0
-        self._untokened_sessions = 0
         self.session_only = frozenset(i for i, r in enumerate(self.failregex) if r.session_only)
+        self.sessions = SessionIndex(self.session_only)
+        self._open_sessions = self.sessions.fields  # the same dict: `in` on the hot path
         self.sessions_from_prefregex = (self.prefregex is not None
                                         and "mlfid" in self.prefregex.pattern.groupindex)
 
@@ -203,7 +195,7 @@ class CompiledFilter:
         ignored = False
         regexes = self.failregex
         session = pre_groups.get("mlfid")
-        closed = session is not None and session not in self._mlfid
+        closed = session is not None and session not in self._open_sessions
         for index in range(len(regexes)) if only is None else only:
             compiled = regexes[index]
             if closed and compiled.session_only:
@@ -283,7 +275,7 @@ class CompiledFilter:
         if host is None:
             fail["mlfpending"] = 1
             if mlfid is not None:
-                self._mlfid.get(str(mlfid), {})["mlfpending"] = 1
+                self._open_sessions.get(str(mlfid), {})["mlfpending"] = 1
             return Hit(index, None, when, nofail, fail, matched)
         ident = str(fid) if fid is not None else str(host)
         return Hit(index, ident, when, nofail, fail, matched)
@@ -307,11 +299,7 @@ class CompiledFilter:
         if fail.pop("mlfforget", None):
             flags |= forget
         users: set[object] | None = None
-        cached = self._mlfid.get(mlfid)
-        if cached is not None and self._session_opened.get(mlfid, self._now) < \
-                self._now - _MLFID_MAX_AGE:
-            self._close_session(mlfid)
-            cached = None
+        cached = self.sessions.current(mlfid, self._now)
         if cached is not None:
             if fail.get("ip4") or fail.get("ip6") or fail.get("dns"):
                 # This line names its own address: an address the session remembered from an
@@ -330,10 +318,10 @@ class CompiledFilter:
             cached.update((k, v) for k, v in fail.items() if v is not None)
             fail = cached
             if flags & forget:
-                self._close_session(mlfid)
+                self.sessions.close(mlfid)
         elif not flags & forget:
             users = _add_user(fail, fail.get("user"))
-            self._open_session(mlfid, fail)
+            self.sessions.open(mlfid, fail, self._now)
         if fail.pop("mlfpending", 0) or (users and len(users) > 1):
             fail.pop("nofail", None)
             fail.pop("mlfgained", None)
@@ -347,154 +335,20 @@ class CompiledFilter:
             fail["nofail-matches"] = [*_as_list(fail.get("nofail-matches")), *matched]
         return fail
 
-    # -- open multi-line sessions, indexed so a line can be tested without parsing it ----------
-
-    def _open_session(self, mlfid: str, fail: dict[str, object]) -> None:
-        self._mlfid[mlfid] = fail
-        self._session_opened[mlfid] = self._now
-        token, frame = _session_token(mlfid)
-        if token is None:
-            self._untokened_sessions += 1
-        else:
-            self._session_tokens[token] += 1
-            self._session_frames[frame] += 1
-        self._sessions_changed()
-        if len(self._mlfid) > _MLFID_CACHE_SIZE:
-            self._close_session(next(iter(self._mlfid)))
-
-    def _close_session(self, mlfid: str) -> None:
-        self._session_opened.pop(mlfid, None)
-        if self._mlfid.pop(mlfid, None) is None:
-            return
-        token, frame = _session_token(mlfid)
-        if token is None:
-            self._untokened_sessions -= 1
-        else:
-            self._session_tokens[token] -= 1
-            if self._session_tokens[token] <= 0:
-                del self._session_tokens[token]
-            self._session_frames[frame] -= 1
-            if self._session_frames[frame] <= 0:
-                del self._session_frames[frame]
-        self._sessions_changed()
-
-    def _sessions_changed(self) -> None:
-        """How `without_closed_sessions` tests a line now (see there)."""
-        frames = self._session_frames
-        if self._untokened_sessions:
-            self._session_test = _ANY_OPEN
-        elif not self._session_tokens:
-            self._session_test = _NONE_OPEN
-        elif len(frames) == 1 and (frame := next(iter(frames)))[:1] not in _COMMON_BOUNDS:
-            self._session_test = BRACKET_FRAME if frame == _BRACKETS else (frame[:1], frame[1:])
-        else:
-            self._session_test = _DIGIT_RUNS
+    # -- open multi-line sessions (SessionIndex), as ChunkMatcher asks for them ----------------
 
     def bracketed_session_tokens(self) -> list[bytes]:
         """The tokens of the open sessions that sit in ``[...]`` (see ChunkMatcher.prescan)."""
-        if self._session_frames.get(_BRACKETS, 0) == 0:
-            return []
-        return [token for token, frame in map(_session_token, self._mlfid)
-                if token is not None and frame == _BRACKETS]
+        return self.sessions.bracketed_tokens()
 
     def without_closed_sessions(
-        self, chunk: bytes, candidates: Sequence[tuple[int, int, tuple[int, ...]]],
+        self, chunk: bytes, candidates: Sequence[Candidate],
         closing_only: dict[tuple[int, ...], bool],
-        lean: Sequence[tuple[int, int, tuple[int, ...]]] | None = None,
-    ) -> Iterator[tuple[int, int, tuple[int, ...]]]:
-        """``candidates`` (line start, end, regexes) of ``chunk`` without the lines whose
-        regexes could only close a session (`session_only`) when no open session's id can be
-        in them. Lazy: consume one, process it, then ask for the next.
-
-        ``closing_only`` memoizes per regexes tuple whether it is such a line. ``lean``
-        (`ChunkMatcher.prescan`) is used while every open token is ``[digits]``. The hot loop of a
-        big log (a hundred thousand lines per million), so the test is inlined: when every open
-        token sits between the same two characters (``[3182]`` of ``sshd[3182]:``, the usual
-        case) only what lies between them is looked up, a couple of ``find`` calls; otherwise
-        the chunk's ASCII digit runs (isolated once per chunk) are compared.
-        """
-        session_only = self.session_only
-        tokens = self._session_tokens
-        digits: bytes | None = None
-        source, i = (candidates, 0) if lean is None else (lean, 0)
-        while True:
-            if source is lean and self._session_test is not BRACKET_FRAME and \
-                    self._session_test != _NONE_OPEN:
-                # Not only [digits] tokens open any more: the whole list after the last line
-                # taken from lean (lines it dropped may count now).
-                after = source[i - 1][0] if i else -1
-                source, i = candidates, bisect_right(candidates, after, key=itemgetter(0))
-            if i >= len(source):
-                return
-            candidate = source[i]
-            i += 1
-            regexes = candidate[2]
-            closing = closing_only.get(regexes)
-            if closing is None:
-                closing = closing_only[regexes] = session_only.issuperset(regexes)
-            test = self._session_test
-            if not closing or test == _ANY_OPEN:
-                yield candidate
-            elif test == _NONE_OPEN:
-                continue
-            elif not isinstance(test, tuple):  # _DIGIT_RUNS
-                if digits is None:
-                    digits = chunk.translate(_ONLY_DIGITS)
-                if not tokens.keys().isdisjoint(digits[candidate[0]:candidate[1]].split()):
-                    yield candidate
-            elif holds_framed(chunk, candidate[0], candidate[1], test, tokens):
-                # A token of that frame shows in a line that holds it exactly so (the frame
-                # characters are in the same date-safe piece of the id).
-                yield candidate
-
-
-def holds_framed(chunk: bytes, start: int, end: int, frame: tuple[bytes, bytes],
-                 tokens: Collection[bytes]) -> bool:
-    """Does ``chunk[start:end]`` hold ``opener + token + closer`` for one of ``tokens``?
-    What stands between each opener and the next closer is looked up."""
-    find = chunk.find
-    opener, closer = frame
-    pos = find(opener, start, end)
-    while pos >= 0:
-        close = find(closer, pos + 1, end)
-        if close < 0:
-            return False
-        if chunk[pos + 1:close] in tokens:
-            return True
-        pos = find(opener, pos + 1, end)
-    return False
-
-
-_DIGIT_RUN = re.compile(r"[0-9]+")
-# bytes.translate + split: the ASCII digit runs of a line, about 4x faster than a regex.
-_ONLY_DIGITS = bytes(c if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
-
-
-# Characters around a digit run too common in log lines for the framed search to pay off.
-_COMMON_BOUNDS = frozenset(bytes([c]) for c in b" \t:.,-/=") | {b""}
-# CompiledFilter._session_test besides a frame: every line may belong to an open session (one
-# has no token), none is open, or compare digit runs.
-_ANY_OPEN, _NONE_OPEN, _DIGIT_RUNS = 0, 1, 2
-_BRACKETS = b"[]"
-BRACKET_FRAME = (b"[", b"]")
-"""The usual frame of a session token (``sshd[3182]``); ChunkMatcher.prescan relies on it."""
-
-
-@lru_cache(maxsize=4096)
-def _session_token(mlfid: str) -> tuple[bytes | None, bytes]:
-    """(the longest digit run bounded by non-digits in a date-safe piece of ``mlfid``, the
-    characters just before and after it), or (None, b"")."""
-    best: tuple[str, str] | None = None
-    for piece in date_safe_pieces(mlfid):
-        for m in _DIGIT_RUN.finditer(piece):
-            if m.start() > 0 and m.end() < len(piece) and (
-                    best is None or len(m.group()) > len(best[0])):
-                best = m.group(), piece[m.start() - 1] + piece[m.end()]
-    if best is None:
-        return None, b""
-    token, frame = best
-    framed = frame.encode("utf-8") if frame.isascii() else b""
-    return token.encode("ascii"), framed
+        lean: Sequence[Candidate] | None = None,
+    ) -> Iterator[Candidate]:
+        """``candidates`` of ``chunk`` without the lines that could only close a session that
+        is not open; see `SessionIndex.without_closed`."""
+        return self.sessions.without_closed(chunk, candidates, closing_only, lean)
 
 
 def _as_list(value: object) -> list[str]:

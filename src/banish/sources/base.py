@@ -34,7 +34,7 @@ class Position:
     first_line_hash: str
 
 
-StatusState: TypeAlias = Literal["ok", "missing", "error"]
+StatusState: TypeAlias = Literal["ok", "polling", "missing", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,10 @@ class SourceStatus:
 
     ``name`` is the file path (or the glob pattern while nothing matches it) or the journal
     source's name. A source in ``error`` keeps retrying on its own; nothing here is fatal.
+
+    ``polling`` is a warning: the file is read as usual, but found changed by a timer because
+    inotify ran into a kernel limit (``message`` names it). It is not ``ok`` so that the daemon
+    logs it and `banish status` lists it, and not ``error`` because no line is missed.
     """
 
     name: str

@@ -4,7 +4,8 @@ Owns `FileSource`: which files a ``logpath`` means right now, where to start in 
 `Position`, else the first line inside ``findtime``, else 0 for files that appear later), when
 a name starts pointing at a new file (rename+create rotation: the old file is read to its end
 first), when a file was truncated under us (copytruncate: start again at 0), and how we learn of
-changes (one inotify watch per directory, or polling). Must not match lines, parse dates itself
+changes (one inotify watch per directory on the loop's shared descriptor, or polling, also for
+just the directories whose watch hit a kernel limit). Must not match lines, parse dates itself
 (``date_of`` is given), persist positions (the daemon does, from each `Batch`) or read clocks.
 
 Events are async: `FileSource.events()` yields a `Batch` per chunk read from one file (so one
@@ -38,6 +39,8 @@ from banish.sources.inotify import (
     DirWatch,
     InotifyEvent,
     WatchHub,
+    exhaustion,
+    shared_hub,
 )
 from banish.sources.linereader import LineReader, head_hash, open_regular
 from banish.sources.seek import find_start
@@ -70,9 +73,17 @@ class FileSource:
     ``date_of``), or at 0 when ``since`` is None. Files that appear later begin at 0.
 
     ``backend``: ``inotify`` watches each directory; ``polling`` stats every ``poll_interval``
-    seconds; ``auto`` uses inotify when it can. Pass a shared ``hub`` so all sources of the
-    daemon use one inotify descriptor. ``retry_interval`` paces retries of unreadable files and
-    of directories that cannot be watched yet.
+    seconds; ``auto`` uses inotify when it can. Without a ``hub``, every source of the running
+    loop shares one (`banish.sources.inotify.shared_hub`): one inotify descriptor for the whole
+    daemon however many jails, released with the last source. ``retry_interval`` paces retries
+    of unreadable files and of directories that cannot be watched yet.
+
+    When inotify runs into a per-user kernel limit (no watch left for a directory, or no
+    descriptor for the hub), the files concerned, and only those, are polled every
+    ``poll_interval`` and reported in state ``polling`` with the limit to raise; lines keep
+    coming, in order. The watch (or hub) is tried again at every poll, and the state returns to
+    ``ok`` once it is granted. This holds for ``backend="inotify"`` too: it refuses only a
+    system without inotify, not a transient shortage.
     """
 
     def __init__(
@@ -111,10 +122,14 @@ class FileSource:
         self._read_size = read_size
         self._encoding = encoding
         self._progress = progress
-        self._hub = hub
+        self._given_hub = hub  # the caller's, never closed here
+        self._hub: WatchHub | None = None
+        self._leased = False  # self._hub came from shared_hub() and must be released
+        self._no_hub: str | None = None  # why there is no hub, when a kernel limit is the reason
         self._files: dict[str, _Tracked] = {}
         self._pattern_status: dict[str, SourceStatus] = {}
         self._dirs: dict[str, DirWatch | None] = {}
+        self._exhausted: dict[str, str] = {}  # directory → limit its watch ran into (polled)
         self._wake: asyncio.Event | None = None
         self._need_check = True
         self._modified: set[str] = set()
@@ -135,7 +150,7 @@ class FileSource:
         """Yield batches and status changes until closed; see the class docstring."""
         wake = self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
-        own_hub = self._start_watching()
+        self._start_watching()
         try:
             for ev in self._scan(initial=True):
                 yield ev
@@ -170,14 +185,14 @@ class FileSource:
                     self._need_check = True
                 wake.clear()
         finally:
-            self._stop_watching(own_hub)
+            self._stop_watching()
             for t in self._files.values():
                 for r in (t.reader, *t.old):
                     if r is not None:
                         r.close()
 
     def _wait_timeout(self) -> float | None:
-        if self.backend_in_use == "polling":
+        if self.backend_in_use == "polling" or self._exhausted:
             return self._poll_interval
         if (
             any(h is None for h in self._dirs.values())
@@ -189,35 +204,46 @@ class FileSource:
 
     # -- watching ---------------------------------------------------------------------------
 
-    def _start_watching(self) -> WatchHub | None:
-        """Pick the backend; returns the hub this source created (and must close), if any."""
+    def _start_watching(self) -> None:
+        """Pick the backend: the given hub, else the loop's shared one, else polling."""
         self.backend_in_use = "polling"
-        if self._backend == "polling":
-            return None
-        if self._hub is not None:
-            self.backend_in_use = "inotify"
-            return None
-        try:
-            self._hub = WatchHub()
-        except OSError:
-            if self._backend == "inotify":
-                raise
-            return None
-        self.backend_in_use = "inotify"
-        return self._hub
+        if self._backend != "polling":
+            self._take_hub()
 
-    def _stop_watching(self, own_hub: WatchHub | None) -> None:
+    def _take_hub(self) -> None:
+        if self._given_hub is not None:
+            self._hub = self._given_hub
+        else:
+            try:
+                self._hub = shared_hub()
+            except OSError as exc:
+                # A limit (EMFILE) can pass: poll and ask again. inotify missing altogether
+                # cannot: polling for good (auto) or refusing to start (inotify). A retry
+                # that fails otherwise keeps the limit it first ran into.
+                limit = exhaustion(exc)
+                if limit is None and self._no_hub is None and self._backend == "inotify":
+                    raise
+                self._no_hub = limit or self._no_hub
+                return
+            self._leased = True
+        self._no_hub = None
+        self.backend_in_use = "inotify"
+
+    def _stop_watching(self) -> None:
         if self._hub is not None:
             for h in self._dirs.values():
                 if h is not None:
                     self._hub.unwatch(h)
+            if self._leased:
+                self._hub.release()
+        self._hub, self._leased = None, False
         self._dirs.clear()
-        if own_hub is not None:
-            own_hub.close()
-            self._hub = None
+        self._exhausted.clear()
 
     def _update_dir_watches(self) -> None:
-        if self.backend_in_use != "inotify" or self._hub is None:
+        if self._hub is None and self._no_hub is not None:
+            self._take_hub()  # polled for want of a descriptor: ask again at every poll
+        if self._hub is None:
             return
         wanted: set[str] = set()
         for pat in self._patterns:
@@ -232,12 +258,18 @@ class FileSource:
                 if h is not None:
                     self._hub.unwatch(h)
                 del self._dirs[d]
+                self._exhausted.pop(d, None)
         for d in wanted:
             if self._dirs.get(d) is None:
                 try:
                     self._dirs[d] = self._hub.watch_dir(d, self._callback(d))
-                except OSError:
+                except OSError as exc:
                     self._dirs[d] = None  # not there (yet) or not allowed: retried on a timer
+                    limit = exhaustion(exc)
+                    if limit is not None:  # ENOSPC: this directory is polled until a watch frees
+                        self._exhausted[d] = limit
+                        continue
+                self._exhausted.pop(d, None)
 
     def _callback(self, dirpath: str) -> Callable[[list[InotifyEvent]], None]:
         def on_events(events: list[InotifyEvent]) -> None:
@@ -305,7 +337,7 @@ class FileSource:
                 except OSError as exc:
                     yield from self._state(t, "error", _reason(exc))
                 else:
-                    yield from self._state(t, "ok")
+                    yield from self._readable(t)
                 return
             t.old.append(r)  # the name now points at another file: rotated by rename
             t.reader = None
@@ -314,7 +346,7 @@ class FileSource:
             adopted.path = t.path
             t.reader = adopted
             t.resume, t.use_since = None, False
-            yield from self._state(t, "ok")
+            yield from self._readable(t)
             return
         try:
             fd, st = open_regular(t.path)
@@ -330,7 +362,7 @@ class FileSource:
             os.close(fd)
             yield from self._state(t, "error", _reason(exc))
             return
-        yield from self._state(t, "ok")
+        yield from self._readable(t)
 
     def _start_reader(self, t: _Tracked, fd: int, st: os.stat_result) -> LineReader:
         offset = 0
@@ -445,7 +477,7 @@ class FileSource:
             return out, False
         if got:
             if t.status is not None and t.status.state == "error":
-                out.extend(self._state(t, "ok"))
+                out.extend(self._readable(t))
             if lines:
                 out.append(self._batch(t, r, lines))
         return out, got
@@ -475,6 +507,17 @@ class FileSource:
         if t.status is None or t.status.state != state or t.status.message != message:
             t.status = SourceStatus(t.path, state, message)
             yield t.status
+
+    def _readable(self, t: _Tracked) -> Iterator[SourceStatus]:
+        """The state of a file we can read: ``ok``, or ``polling`` when inotify ran out for it.
+
+        ``polling`` is a warning, not an error: lines keep coming, only later (up to
+        ``poll_interval``) and at the cost of a stat per poll; the message names the sysctl.
+        """
+        limit = self._no_hub or self._exhausted.get(os.path.dirname(t.path) or ".")
+        if limit is None:
+            return self._state(t, "ok")
+        return self._state(t, "polling", limit)
 
     def _pattern_state(self, pat: str, state: StatusState, message: str) -> Iterator[SourceStatus]:
         old = self._pattern_status.get(pat)

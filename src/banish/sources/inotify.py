@@ -1,9 +1,12 @@
 """Linux inotify through ctypes, and one shared descriptor for every file source in the runtime.
 
 Owns the three syscalls (inotify_init1, inotify_add_watch, inotify_rm_watch), decoding of the
-kernel's event records, and `WatchHub`, which multiplexes directory watches of many sources over
-a single non-blocking descriptor registered with the asyncio loop. Must not interpret events
-(rotation, truncation, globbing belong to `banish.sources.file`).
+kernel's event records, `WatchHub`, which multiplexes directory watches of many sources over
+a single non-blocking descriptor registered with the asyncio loop, `shared_hub`, which hands
+every source of a loop that same hub, and `exhaustion`, which names the kernel limit an
+inotify failure ran into. Must not interpret events (rotation, truncation, globbing belong to
+`banish.sources.file`) nor decide what to do when inotify is out of resources (the source
+falls back to polling).
 
 Why our own binding rather than the `asyncinotify` package: we need only these three calls and
 a record parser (~100 lines); the daemon must share *one* descriptor between all jails because
@@ -17,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import errno
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -171,6 +176,30 @@ class DirWatch:
         self.callback = callback
 
 
+WATCHES_EXHAUSTED = (
+    "inotify watches exhausted (fs.inotify.max_user_watches); raise it with sysctl"
+)
+INSTANCES_EXHAUSTED = (
+    "no inotify instance left (fs.inotify.max_user_instances); raise it with sysctl"
+)
+
+
+def exhaustion(exc: OSError) -> str | None:
+    """The operator's words for an inotify failure caused by a per-user kernel limit, else None.
+
+    ``inotify_add_watch`` fails with ENOSPC when ``max_user_watches`` is reached and
+    ``inotify_init1`` with EMFILE when ``max_user_instances`` is (EMFILE also means the process
+    ran out of descriptors; the sysctl is by far the likelier cause beside another inotify user
+    such as fail2ban, and the message names what to check). Both are counted per user across
+    every process of that user, so they can run out because of someone else and come back later.
+    """
+    if exc.errno == errno.ENOSPC:
+        return WATCHES_EXHAUSTED
+    if exc.errno == errno.EMFILE:
+        return INSTANCES_EXHAUSTED
+    return None
+
+
 class WatchHub:
     """One inotify descriptor shared by every file source of an asyncio loop.
 
@@ -179,6 +208,9 @@ class WatchHub:
     Callbacks run on the loop, inside the reader callback, with all events for their watch
     from one drain; a queue overflow (events lost) is delivered to every subscriber so each can
     rescan. Must be created and used from inside the running loop.
+
+    A hub made here is the caller's to `close`; `shared_hub` gives out the loop's common hub,
+    which each user hands back with `release` instead.
     """
 
     def __init__(self) -> None:
@@ -187,6 +219,11 @@ class WatchHub:
         self._subs: dict[int, list[DirWatch]] = {}
         self._loop.add_reader(self._inotify.fileno(), self._on_readable)
         self._closed = False
+        self._users = 0  # references handed out by shared_hub() and not yet released
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def watch_dir(self, path: str, callback: DirCallback) -> DirWatch:
         """Watch a directory's children; raises OSError (ENOENT, EACCES, ENOSPC...)."""
@@ -226,10 +263,53 @@ class WatchHub:
                 # The kernel removed the watch (directory gone or unmounted); the wd is dead.
                 self._subs.pop(wd, None)
 
+    def release(self) -> None:
+        """Give back one reference taken with `shared_hub`; the last one closes the hub."""
+        with _shared_lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            self.close()
+
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._loop.remove_reader(self._inotify.fileno())
+        """Drop every watch and the descriptor. Safe after the loop itself was closed."""
+        with _shared_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if _shared.get(self._loop) is self:
+                del _shared[self._loop]
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self._inotify.fileno())
         self._inotify.close()
         self._subs.clear()
+
+
+# The loop's hub, by loop. A lock because the daemon's loop is not the only possible one: tests
+# and tools may run sources on loops in other threads, each of which gets its own hub.
+_shared: dict[asyncio.AbstractEventLoop, WatchHub] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_hub() -> WatchHub:
+    """The running loop's one hub, created by its first user; pair each call with `release`.
+
+    Why process-wide rather than one hub per source: ``fs.inotify.max_user_instances``
+    (128 by default) is shared by every process of the user, and one descriptor per jail used
+    up most of it, so that another inotify user (fail2ban during a migration, an editor)
+    could not start. Raises OSError when no descriptor can be made; `exhaustion` tells a
+    limit from inotify being unavailable. A hub left behind by a loop closed without
+    releasing it is closed here, so descriptors do not pile up across loops.
+    """
+    loop = asyncio.get_running_loop()
+    with _shared_lock:
+        stale = [h for lp, h in _shared.items() if lp.is_closed()]
+    for h in stale:
+        h.close()
+    with _shared_lock:
+        hub = _shared.get(loop)
+        if hub is None:
+            hub = WatchHub()  # inotify_init1 may fail (EMFILE): nothing is registered then
+            _shared[loop] = hub
+        hub._users += 1
+        return hub

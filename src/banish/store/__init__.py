@@ -7,7 +7,6 @@ touch the store.
 
 from banish.store.base import (
     PERMANENT,
-    ActiveBan,
     Ban,
     BanCount,
     BanKey,
@@ -19,7 +18,6 @@ from banish.store.sqlite import SqliteStore
 
 __all__ = [
     "PERMANENT",
-    "ActiveBan",
     "Ban",
     "BanCount",
     "BanKey",

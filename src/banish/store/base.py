@@ -1,7 +1,8 @@
 """The store contract: what banish keeps across restarts, as typed values and one Protocol.
 
-Owns the vocabulary of persistence (``Ban``, ``ActiveBan``, ``BanKey``, ``BanCount``,
-``FilePosition``), the ``Store`` Protocol every backend implements, and ``StoreError``.
+Owns the vocabulary of persistence beyond the ban itself (``BanCount``, ``FilePosition``; a ban is
+``banish.events.Ban`` everywhere), the ``Store`` Protocol every backend implements, and
+``StoreError``.
 Must not do I/O, read the clock or know about SQL: a backend (``sqlite.py`` now, a PostgreSQL
 store for fleets later) supplies all of that. Times are POSIX seconds passed in by the caller.
 """
@@ -10,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from banish.errors import BanishError
+from banish.events import PERMANENT, Ban, BanKey
 
-PERMANENT = -1
-"""``Ban.bantime`` for a ban that never expires (any negative bantime is treated the same)."""
-
+__all__ = ["PERMANENT", "Ban", "BanCount", "BanKey", "FilePosition", "Store", "StoreError"]
 
 class StoreError(BanishError):
     """The ban database cannot be used: unreadable, corrupt, foreign, or from a newer banish.
@@ -31,72 +31,6 @@ class StoreError(BanishError):
 
     def __str__(self) -> str:
         return f"{self.file}: {self.reason}"
-
-
-# Ban, ActiveBan and BanKey are NamedTuples rather than frozen dataclasses: equally immutable,
-# but built and hashed in C, three times faster; a bulk load makes 100,000 of each.
-
-
-class BanKey(NamedTuple):
-    """Identifies an active ban: one address is banned at most once per jail."""
-
-    address: str
-    jail: str
-
-
-class Ban(NamedTuple):
-    """A ban decision as it is recorded: the event the daemon writes before applying it.
-
-    ``address`` is text (an IPv4/IPv6 address or a CIDR network) and should already be in the
-    canonical spelling ``banish.addr`` gives it, because the store compares it as a string.
-    ``origin`` names the host that decided the ban, so a store shared by a fleet can tell its
-    own bans from the ones it only adopts; "" means "this host".
-    """
-
-    address: str
-    jail: str
-    banned_at: float
-    bantime: int
-    failures: int = 0
-    matches: tuple[str, ...] = ()
-    origin: str = ""
-
-    @property
-    def permanent(self) -> bool:
-        return self.bantime < 0
-
-    @property
-    def expires_at(self) -> float | None:
-        """When the ban ends, or None for a permanent one."""
-        return None if self.bantime < 0 else self.banned_at + self.bantime
-
-    @property
-    def key(self) -> BanKey:
-        return BanKey(self.address, self.jail)
-
-
-class ActiveBan(NamedTuple):
-    """A ban that is (or was, until released) in force; what a restart re-applies."""
-
-    address: str
-    jail: str
-    banned_at: float
-    expires_at: float | None
-    bantime: int = PERMANENT
-    origin: str = ""
-
-    @property
-    def key(self) -> BanKey:
-        return BanKey(self.address, self.jail)
-
-    def remaining(self, now: float) -> float | None:
-        """Seconds left at ``now`` (0 once expired), or None for a permanent ban.
-
-        A restart re-applies a ban with this, so the firewall timeout matches the original end.
-        """
-        if self.expires_at is None:
-            return None
-        return max(0.0, self.expires_at - now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +81,18 @@ class Store(Protocol):
         ``bantime.increment`` starts over for them. Returns how many active bans were removed."""
         ...
 
-    def active_bans(self, now: float, jail: str | None = None) -> list[ActiveBan]:
-        """Bans still in force at ``now`` (permanent, or ending after ``now``), oldest first."""
+    def active_bans(self, now: float, jail: str | None = None) -> list[Ban]:
+        """Bans still in force at ``now`` (permanent, or ending after ``now``), oldest first.
+
+        An active ban carries what decides its end (address, jail, banned_at, bantime, origin);
+        its failures and matches stay in the history."""
         ...
 
-    def expired_bans(self, now: float) -> list[ActiveBan]:
+    def expired_bans(self, now: float) -> list[Ban]:
         """Bans that ended at or before ``now`` but are still recorded active; reads only."""
         ...
 
-    def release_expired(self, now: float) -> list[ActiveBan]:
+    def release_expired(self, now: float) -> list[Ban]:
         """Remove and return exactly the bans ``expired_bans(now)`` would list."""
         ...
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from banish.store.base import ActiveBan, Ban, BanCount, BanKey, FilePosition, StoreError
+from banish.store.base import Ban, BanCount, BanKey, FilePosition, StoreError
 
 APPLICATION_ID = 0x62616E69  # "bani": marks the file as banish's, see ``_check_ownership``
 MAX_MATCH_CHARS = 2000
@@ -114,10 +114,10 @@ _ADD_ACTIVE = """INSERT INTO active_bans (address, jail, banned_at, bantime, exp
         expires_at = excluded.expires_at, origin = excluded.origin
     WHERE active_bans.expires_at IS NOT NULL
       AND (excluded.expires_at IS NULL OR excluded.expires_at > active_bans.expires_at)"""
-_ACTIVE = """SELECT address, jail, banned_at, expires_at, bantime, origin FROM active_bans
+_ACTIVE = """SELECT address, jail, banned_at, bantime, origin FROM active_bans
     WHERE (expires_at IS NULL OR expires_at > ?1) AND (?2 IS NULL OR jail = ?2)
     ORDER BY banned_at, address, jail"""
-_EXPIRED = """SELECT address, jail, banned_at, expires_at, bantime, origin FROM active_bans
+_EXPIRED = """SELECT address, jail, banned_at, bantime, origin FROM active_bans
     WHERE expires_at <= ? ORDER BY expires_at, address, jail"""
 _HISTORY = "SELECT address, jail, banned_at, bantime, failures, matches, origin FROM ban_history"
 
@@ -286,9 +286,9 @@ class SqliteStore:
         if not bans:
             return
         encode = self._encode_matches
-        shared = bans[0][1:]  # everything but the address
+        shared = bans[0][1:7]  # what history keeps, but the address
         try:
-            if all(b[1:] == shared for b in bans):
+            if all(b[1:7] == shared for b in bans):
                 jail, banned_at, bantime, failures, matches, origin = shared
                 sql = _ADD_HISTORY_SHARED
                 args: list[object] = [jail, banned_at, bantime, failures, encode(matches), origin,
@@ -320,16 +320,17 @@ class SqliteStore:
         return removed
 
     @staticmethod
-    def _active(rows: Iterable[Any]) -> list[ActiveBan]:
-        return [ActiveBan(*row) for row in rows]
+    def _active(rows: Iterable[Any]) -> list[Ban]:
+        return [Ban(address, jail, banned_at, bantime, origin=origin)
+                for address, jail, banned_at, bantime, origin in rows]
 
-    def active_bans(self, now: float, jail: str | None = None) -> list[ActiveBan]:
+    def active_bans(self, now: float, jail: str | None = None) -> list[Ban]:
         return self._active(self._read("cannot read active bans", _ACTIVE, [now, jail]))
 
-    def expired_bans(self, now: float) -> list[ActiveBan]:
+    def expired_bans(self, now: float) -> list[Ban]:
         return self._active(self._read("cannot read expired bans", _EXPIRED, [now]))
 
-    def release_expired(self, now: float) -> list[ActiveBan]:
+    def release_expired(self, now: float) -> list[Ban]:
         with self._write("cannot release expired bans") as conn:
             rows = conn.execute(_EXPIRED, [now]).fetchall()
             # Same condition under the same write lock, so exactly the listed rows go.

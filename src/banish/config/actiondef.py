@@ -3,11 +3,11 @@
 Owns what an action means, the way fail2ban 1.0 reads it, so that action.d files run
 unchanged: which options an action has, how the jail's ``action = name[key=value, ...]``
 arguments, the jail's options and the file's ``[Init]`` / ``[Init?family=inet6]`` values
-combine, the static ``<tag>`` substitution that leaves only per-ban tags (``<ip>``,
-``<matches>``, ``<F-USER>``...) in each script, and what those per-ban tags hold
-(`BanDetails`, `ticket_values`). Must not run anything, and must never put a per-ban value
-into script text: such values are only ever returned as separate strings, which
-``command.py`` hands to ``shell_command``.
+combine, and the static ``<tag>`` substitution that leaves only per-ban tags (``<ip>``,
+``<matches>``, ``<F-USER>``...) in each script (what those hold per ban is
+``banish.actions.tickets``). Must not run anything, and must never put a per-ban value into
+script text: such values are only ever returned as separate strings, which the action runner
+hands to ``shell_command``.
 
 Precedence, as fail2ban applies it (learned from its client readers, written anew here):
 
@@ -31,20 +31,17 @@ runs ``actionstart`` per address family on the first ban of that family.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from types import MappingProxyType
 
-from ..config.filterdef import parse_args, split_specs
-from ..config.ini import IniTree
-from ..config.substitute import substitute_tags
-from ..config.values import parse_bool, parse_duration
 from ..errors import ConfigError
-from .base import Address, BanEntry
+from .filterdef import parse_args, split_specs
+from .ini import IniTree
+from .substitute import substitute_tags
+from .values import parse_bool, parse_duration
 
 OPERATIONS = ("actionstart", "actionstop", "actionflush", "actionreload", "actioncheck",
               "actionrepair", "actionban", "actionprolong", "actionreban", "actionunban")
@@ -360,107 +357,3 @@ def _leftovers(text: str, view: Mapping[str, str], written: str) -> set[str]:
         if _OPTION_LIKE.fullmatch(tag) and m.group(0) in written:
             out.add(tag)
     return out
-
-
-# --- what the per-ban tags hold ---------------------------------------------------------------
-# Values from logs are computed here as plain strings; command.py hands them to shell_command
-# and nothing ever pastes them into script text.
-
-_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
-# fail2ban names two capture groups differently from their tags: <F-ID> is "fid", <F-PORT> "fport".
-_FIELD_NAMES = {"id": "fid", "port": "fport"}
-
-
-@dataclass(frozen=True, slots=True)
-class BanDetails:
-    """What a ban's tags say beyond the address: filled by the daemon from its ban decision.
-
-    ``fields`` are the failure's named captures under fail2ban's names (``user`` for
-    ``<F-USER>``, ``fid`` for ``<F-ID>``). ``ip*`` values default to this ban's own;
-    ``restored`` marks bans re-applied after a restart (``norestored`` actions skip those).
-    """
-
-    time: float | None = None
-    bantime: int | None = None
-    """Seconds; -1 is permanent; None: from the entry's ``expires_in``."""
-    failures: int = 0
-    bancount: int = 1
-    matches: tuple[str, ...] = ()
-    fields: Mapping[str, str] = field(default_factory=lambda: _NO_FIELDS)
-    fid: str | None = None
-    ipmatches: tuple[str, ...] | None = None
-    ipjailmatches: tuple[str, ...] | None = None
-    ipfailures: int | None = None
-    ipjailfailures: int | None = None
-    restored: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DetailedBanEntry(BanEntry):
-    """A `BanEntry` that carries its `BanDetails`; any backend accepts it as a plain entry."""
-
-    details: BanDetails = field(default_factory=BanDetails, compare=False)
-
-
-def details_of(entry: BanEntry) -> BanDetails | None:
-    """The details an entry carries, if any (also for a future ``BanEntry.details`` field)."""
-    details = getattr(entry, "details", None)
-    return details if isinstance(details, BanDetails) else None
-
-
-def family_of(address: Address) -> str:
-    return "inet4" if isinstance(address, IPv4Address | IPv4Network) else "inet6"
-
-
-def ticket_values(entry: BanEntry | None, d: BanDetails) -> dict[str, str]:
-    """fail2ban's ticket tags; without an entry (start, stop...) those of an empty ticket."""
-    if entry is None:
-        return {"ip": "", "fid": "", "ip-rev": "", "matches": "", "ipmatches": "",
-                "ipjailmatches": "", "raw-ticket": "", "failures": "0", "bancount": "0",
-                "bantime": "0", "restored": "0", "ipfailures": "0", "ipjailfailures": "0"}
-    ip = str(entry.address)
-    bantime = str(_bantime(entry, d))
-    return {
-        "ip": ip,
-        "fid": d.fid if d.fid is not None else ip,
-        "ip-rev": _reverse(entry.address),
-        "failures": str(d.failures),
-        "bancount": str(d.bancount),
-        "bantime": bantime,
-        "restored": "1" if d.restored else "0",
-        "matches": "\n".join(d.matches),
-        "ipmatches": "\n".join(d.ipmatches if d.ipmatches is not None else d.matches),
-        "ipjailmatches": "\n".join(d.ipjailmatches if d.ipjailmatches is not None
-                                   else d.matches),
-        "ipfailures": str(d.ipfailures if d.ipfailures is not None else d.failures),
-        "ipjailfailures": str(d.ipjailfailures if d.ipjailfailures is not None
-                              else d.failures),
-        "raw-ticket": (f"ban ip={ip} jail={entry.jail} time={d.time} bantime={bantime} "
-                       f"bancount={d.bancount} failures={d.failures} "
-                       f"matches={list(d.matches)!r}"),
-    }
-
-
-def field_values(script: str, details: BanDetails) -> dict[str, str]:
-    """``<F-NAME>`` tags of ``script``: the failure's captures; "" for one it did not capture."""
-    out: dict[str, str] = {}
-    for m in F_TAG.finditer(script):
-        name = m.group(1).lower()
-        out["F-" + m.group(1)] = str(details.fields.get(_FIELD_NAMES.get(name, name), ""))
-    return out
-
-
-def _bantime(entry: BanEntry, details: BanDetails) -> int:
-    if details.bantime is not None:
-        return details.bantime
-    if entry.expires_in is None:
-        return -1
-    return math.ceil(entry.expires_in)
-
-
-def _reverse(address: Address) -> str:
-    """fail2ban's ``<ip-rev>``: the PTR labels without the arpa suffix (``4.3.2.1.``)."""
-    if isinstance(address, IPv4Address | IPv6Address):
-        labels = address.reverse_pointer.split(".")
-        return ".".join(labels[:-2]) + "."
-    return ""  # a network has no single PTR name
