@@ -180,3 +180,13 @@ def test_fast_address_parsing_agrees_with_ipaddress(text: str) -> None:
         assert fast is None
     else:
         assert fast == _ip_key(slow)
+
+
+def test_set_ignoreip_at_run_time_keeps_names_it_still_lists_resolved() -> None:
+    ignores = IgnoreList(parse_ignoreip("10.0.0.0/8 home.example"))
+    ignores.update_resolved("home.example", ["192.0.2.5"], 0)
+    assert ignores.check("192.0.2.5") is IgnoreSource.DNS
+    ignores.set_ignoreip(parse_ignoreip("home.example 192.0.2.9"))
+    assert ignores.check("192.0.2.5") is IgnoreSource.DNS  # still known, not re-resolved
+    assert ignores.check("192.0.2.9") is IgnoreSource.IP
+    assert ignores.check("10.1.1.1") is None  # dropped from the list

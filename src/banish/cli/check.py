@@ -17,12 +17,13 @@ import argparse
 import glob
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..config.filterdef import FILTER_OPTIONS
-from ..config.ini import IniTree
-from ..config.loader import Config, JailConfig, load_config
 from ..errors import USAGE_EXIT, ConfigError
 from ..paths import default_config_dir
+
+if TYPE_CHECKING:  # the config reader is imported when checking: `banish status` starts fast
+    from ..config.loader import Config, JailConfig
 
 __all__ = ["CheckReport", "add_arguments", "check_config", "fail2ban_spelling", "run"]
 
@@ -60,6 +61,8 @@ class CheckReport:
 
 def check_config(directory: str) -> CheckReport:
     """Load ``directory`` and compile every enabled jail, collecting every problem."""
+    from ..config.loader import load_config
+
     report = CheckReport(directory)
     try:
         config = load_config(directory)
@@ -102,6 +105,9 @@ def _compile(jail: JailConfig, directory: str) -> ConfigError | None:
 def _place(error: ConfigError, jail: JailConfig, directory: str) -> ConfigError:
     """Where to fix a compile error: the matcher names the filter file, but a ``failregex``
     (or other filter option) written in the jail section itself is fixed there."""
+    from ..config.filterdef import FILTER_OPTIONS
+    from ..config.ini import IniTree
+
     option = error.where.option
     if option in FILTER_OPTIONS:
         try:

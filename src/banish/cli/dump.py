@@ -16,12 +16,14 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config.actiondef import FAMILIES, OPERATIONS, ActionDefinition
-from ..config.filterdef import FilterDefinition
-from ..config.loader import Config, JailConfig, load_config
 from ..paths import default_config_dir
+
+if TYPE_CHECKING:  # the config reader is imported when dumping: `banish status` starts fast
+    from ..config.actiondef import ActionDefinition
+    from ..config.filterdef import FilterDefinition
+    from ..config.loader import Config, JailConfig
 
 __all__ = ["add_arguments", "by_family", "config_document", "jail_document", "render", "run"]
 
@@ -38,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config.loader import load_config
+
     directory = args.config or default_config_dir()
     config = load_config(directory, only=set(args.jail) or None)  # ConfigError: main prints it
     document = config_document(config)
@@ -135,6 +139,8 @@ def filter_document(spec: str, definition: FilterDefinition) -> Document:
 
 
 def action_document(action: ActionDefinition) -> Document:
+    from ..config.actiondef import OPERATIONS
+
     scripts: dict[str, dict[str, str]] = {}
     families = script_families(action.families)
     for op in OPERATIONS:
@@ -154,12 +160,16 @@ def action_document(action: ActionDefinition) -> Document:
 
 
 def script_families(start_families: Sequence[str]) -> tuple[str, ...]:
+    from ..config.actiondef import FAMILIES
+
     """The families an action's commands can run for: bans always carry inet4 or inet6, and
     an action without ``[Init?family=...]`` sections starts and stops with family ""."""
     return (("",) if "" in start_families else ()) + FAMILIES
 
 
 def by_family(texts: Mapping[str, str], families: Sequence[str]) -> dict[str, str]:
+    from ..config.actiondef import FAMILIES
+
     """One operation's command per family, ``""`` meaning "the same for every family".
 
     Empty commands do nothing and are left out; a family-less ("") command that equals a

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .actiondef import ActionDefinition, load_action, parse_spec
+from .actiondef import ActionDefinition, load_actions, parse_spec
 from .filterdef import split_specs
 from .model import Blocktype, JailFirewall, Port, Transport
 
@@ -63,26 +63,17 @@ def compile_enforcement(directory: str, jail: str, options: Mapping[str, str],
         banaction = (options.get("banaction") or "").strip()
         specs = [banaction] if banaction else ["null"]
     native: list[tuple[str, dict[str, str]]] = []
-    scripts: list[ActionDefinition] = []
+    script_specs: list[str] = []
     for spec in specs:
         try:
             name, args = parse_spec(spec)
         except ConfigError as exc:
             raise exc.located(file=file, section=jail, option="action") from exc
         if has_action_file(directory, name) or name not in NATIVE_BACKENDS:
-            try:
-                definition = load_action(directory, spec, options, jail=jail)
-            except ConfigError as exc:
-                if exc.where.file is not None:
-                    raise
-                raise exc.located(file=file, section=jail, option="action") from exc
-            if any(d.name == definition.name for d in scripts):
-                raise ConfigError(f"action {definition.name!r} is given twice; give one of "
-                                  "them another name (name=... or actname=...)",
-                                  file=file, section=jail, option="action")
-            scripts.append(definition)
+            script_specs.append(spec)
         else:
             native.append((name, args))
+    scripts = load_actions(directory, script_specs, options, jail=jail, file=file)
     firewalls = [n for n in native if n[0] != "null"]
     if len(firewalls) > 1:
         raise ConfigError(f"more than one native firewall ({', '.join(n for n, _ in firewalls)}); "

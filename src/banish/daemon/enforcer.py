@@ -167,13 +167,15 @@ class Enforcer:
         """Record, apply and publish ``bans``; returns the ones that were new (others were
         already active or in flight)."""
         fresh: list[Ban] = []
+        keys: list[BanKey] = []
         pending = self._pending
         active = self.active
         for ban in bans:
-            key = BanKey(ban.address, ban.jail)
+            key = ban[:2]  # (address, jail): equal to its BanKey, built in C
             if key in active or key in pending:
                 continue
-            pending.add(key)
+            pending.add(key)  # type: ignore[arg-type]
+            keys.append(key)  # type: ignore[arg-type]
             fresh.append(ban)
         if not fresh:
             return []
@@ -195,7 +197,7 @@ class Enforcer:
                 raise stored
             active.add(fresh)
         finally:
-            pending.difference_update(b.key for b in fresh)
+            pending.difference_update(keys)
         totals = self.total_banned
         for jail, count in Counter(b.jail for b in fresh).items():
             totals[jail] = totals.get(jail, 0) + count
