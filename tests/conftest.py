@@ -74,3 +74,15 @@ def host_left_as_found() -> Iterator[None]:
     after = host_state()
     changed = [key for key in before if before[key] != after[key]]
     assert not changed, f"the tests changed the host: {', '.join(changed)}"
+
+
+@pytest.fixture(autouse=True)
+def sigpipe_as_python_sets_it() -> Iterator[None]:
+    """Tests that run ``banish.cli.main.main`` in this process leave SIGPIPE at its default,
+    as the CLI rightly does for itself; a later in-process control server writing to a client
+    that left would then kill the test run without a word. Each test gets it back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGPIPE)
+    yield
+    signal.signal(signal.SIGPIPE, before)

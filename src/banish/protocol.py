@@ -8,7 +8,9 @@ turns bytes into checked values and back, so both ends agree by construction.
 
 Wire format: newline-delimited JSON over a ``SOCK_STREAM`` Unix socket, any number of requests
 per connection, answered in order. Never pickle: the socket is root-only, but a parser that
-cannot run code keeps a bug in a client from becoming code execution in the daemon.
+cannot run code keeps a bug in a client from becoming code execution in the daemon. Whatever
+else arrives (nesting past the recursion limit, NaN, a 5,000-digit number, invalid UTF-8, a
+string argument over MAX_WORD) is a ProtocolError: one short line back, never a traceback.
 
     request   {"v": 1, "cmd": "status", "args": {"jail": "sshd"}}
     response  {"ok": true, "result": ...}  or  {"ok": false, "error": "one-line message"}
@@ -55,6 +57,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import reprlib
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +75,7 @@ __all__ = [
     "IGNORE_LIST_PARAMS",
     "JAIL_STATUS_KEYS",
     "MAX_REQUEST",
+    "MAX_WORD",
     "STATUS_KEYS",
     "STDIN",
     "SUMMARY_KEYS",
@@ -101,6 +105,10 @@ SOCKET_ENV = "BANISH_SOCKET"
 # Bulk bans are the big requests: 64 MiB holds a few million addresses in one line, which is
 # far above what the CLI sends (it splits stdin into CHUNK-sized requests) yet bounds memory.
 MAX_REQUEST = 64 * 1024 * 1024
+MAX_WORD = 4096
+"""Characters in one string argument (a jail, a setting's value, one address): far above any
+real one, yet no answer ever echoes megabytes back, and a number written in it stays below
+Python's int-digit limit (4,300) for whatever parses it."""
 CHUNK = 100_000
 """Addresses per request: a 100k blocklist is one store commit, its firewall slices overlapping
 the commit (bench/bans.py)."""
@@ -109,7 +117,8 @@ STDIN = "-"
 SUMMARY_KEYS = frozenset({"jail", "currently_failed", "total_failed", "currently_banned",
                           "total_banned"})
 STATUS_KEYS = frozenset({"jails", "jail_count", "summary", "skipped", "firewall_errors",
-                         "failed_bans", "subscribers"})
+                         "failed_bans", "store_backlog", "store_error", "file_errors",
+                         "subscribers"})
 JAIL_STATUS_KEYS = SUMMARY_KEYS | {"banned", "files", "file_errors", "backend"}
 BANNED_KEYS = frozenset({"jail", "ip", "banned_at", "expires_at", "bantime", "origin"})
 
@@ -217,6 +226,15 @@ class Command:
     fields: tuple[Field, ...]
     result: str
     translate: Callable[[Mapping[str, Any]], Request]
+
+
+_ECHO = reprlib.Repr()
+_ECHO.maxstring, _ECHO.maxother, _ECHO.maxlevel = 80, 80, 2
+
+
+def _echo(value: Any) -> str:
+    """A client's value quoted in an error: bounded in length and depth, whatever was sent."""
+    return _ECHO.repr(value)
 
 
 def _usage(reason: str) -> ConfigError:
@@ -445,7 +463,7 @@ def command(name: str) -> Command:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise ProtocolError(f"unknown command {name!r} (commands: "
+        raise ProtocolError(f"unknown command {_echo(name)} (commands: "
                             f"{', '.join(sorted(_BY_NAME))})") from None
 
 
@@ -486,24 +504,57 @@ def encode_error(message: str) -> bytes:
     return _line({"ok": False, "error": " ".join(str(message).split()) or "error"})
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _load(line: bytes, what: str) -> Any:
+    """One message, or ProtocolError. Every way ``json.loads`` refuses bytes is a client's
+    mistake: invalid UTF-8, a number over Python's int-digit limit (ValueError), nesting
+    deeper than the interpreter's recursion limit (RecursionError: the C scanner stops there,
+    long before a 64 MiB line of ``[`` costs anything), and NaN/Infinity, which Python
+    accepts but JSON does not."""
     try:
-        return json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(line, parse_constant=_not_json)
+    except RecursionError:
+        raise ProtocolError(f"malformed {what}: nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         reason = " ".join(str(exc).split())
         raise ProtocolError(f"malformed {what}: not JSON ({reason})") from None
+
+
+def _word(value: Any) -> str | None:
+    """Why ``value`` is not a usable string argument, or None when it is one."""
+    if not isinstance(value, str):
+        return "type"
+    if len(value) > MAX_WORD:
+        return f"too long ({len(value)} characters; at most {MAX_WORD})"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate, sent as "\\ud800"
+            return "not valid text (an unpaired surrogate)"
+    return None
 
 
 def _check(cmd: Command, f: Field, value: Any) -> Any:
     if value is None and not f.required and f.kind != "bool":
         return None
-    ok = (isinstance(value, str) if f.kind == "str"
-          else isinstance(value, bool) if f.kind == "bool"
-          else isinstance(value, list) and all(isinstance(v, str) for v in value))
-    if not ok or (f.required and f.kind == "strs" and not value):
+    if f.kind == "bool":
+        why = None if isinstance(value, bool) else "type"
+    elif f.kind == "str":
+        why = _word(value)
+    elif isinstance(value, list) and (value or not f.required):
+        why = next((w for w in map(_word, value) if w is not None), None)
+    else:
+        why = "type"
+    if why == "type":
         want = {"str": "a string", "bool": "true or false",
                 "strs": "a non-empty list of strings" if f.required else "a list of strings"}
         raise ProtocolError(f"bad argument {f.name!r} for {cmd.name!r}: expected {want[f.kind]}")
+    if why is not None:
+        raise ProtocolError(f"bad argument {f.name!r} for {cmd.name!r}: "
+                            f"{'an entry ' if f.kind == 'strs' else ''}{why}")
     return value
 
 
@@ -515,7 +566,7 @@ def parse_request(line: bytes) -> Request:
         raise ProtocolError("malformed request: expected a JSON object")
     version = obj.get("v")
     if version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {version!r} (this daemon speaks "
+        raise ProtocolError(f"unsupported protocol version {_echo(version)} (this daemon speaks "
                             f"{VERSION})")
     name = obj.get("cmd")
     if not isinstance(name, str):
@@ -527,7 +578,7 @@ def parse_request(line: bytes) -> Request:
     known = {f.name for f in cmd.fields}
     extra = sorted(set(raw) - known)
     if extra:
-        raise ProtocolError(f"unexpected argument {extra[0]!r} for {name!r}")
+        raise ProtocolError(f"unexpected argument {_echo(extra[0])} for {name!r}")
     args: dict[str, Any] = {}
     for f in cmd.fields:
         if f.name not in raw:

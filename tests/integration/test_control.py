@@ -8,6 +8,7 @@ import asyncio
 import gc
 import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ import pytest
 
 import banish
 from banish.cli.commands import add_control_verbs
+from banish.daemon import control
 from banish.daemon.control import ControlServer, SocketInUse
 from banish.errors import USAGE_EXIT, BanishError
 from banish.protocol import (
@@ -79,7 +81,8 @@ class FakeDaemon:
             summary = [{k: v for k, v in self._status(j).items() if k in SUMMARY_KEYS}
                        for j in JAILS]
             return {"jails": list(JAILS), "jail_count": len(JAILS), "summary": summary,
-                    "skipped": [], "firewall_errors": [], "failed_bans": 0, "subscribers": []}
+                    "skipped": [], "firewall_errors": [], "failed_bans": 0, "subscribers": [],
+                    "store_backlog": 0, "store_error": "", "file_errors": []}
         if cmd == "ban":
             fresh = [ip for ip in args["ips"] if (args["jail"], ip) not in self.bans]
             for ip in fresh:
@@ -416,6 +419,101 @@ def test_oversized_request_is_refused_then_the_server_serves_others(tmp_path: Pa
         assert answer == {"ok": False, "error": "request too large (limit 1024 bytes)"}
         assert s.recv(1) == b""  # framing is lost, so that connection is closed
     assert raw_exchange(d.path, b'{"v": 1, "cmd": "ping"}\n')[0]["result"] == "pong"
+
+
+def test_deep_nesting_and_nan_get_answers_and_the_connection_survives(
+        daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    """json.loads raises RecursionError past the interpreter's limit: that used to escape as
+    a server error, close the connection unanswered and log a traceback."""
+    caplog.set_level(logging.DEBUG, logger="banish")
+    answers = raw_exchange(daemon.path, b"[" * 100_000 + b"\n",
+                           b'{"v": 1, "cmd": "ping", "x": NaN}\n',
+                           b'{"v": 1, "cmd": "ping"}\n')
+    assert answers[:2] == [
+        {"ok": False, "error": "malformed request: nested too deeply"},
+        {"ok": False, "error": "malformed request: not JSON (NaN is not JSON)"}]
+    assert answers[2] == {"ok": True, "result": "pong"}
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+
+
+def test_a_bug_reading_a_request_is_still_one_answer(
+        daemon: Daemon, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bug (not a client's mistake) is logged with its traceback, and the client still
+    hears one line and may go on."""
+    def broken(line: bytes) -> Any:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(control, "parse_request", broken)
+    answers = raw_exchange(daemon.path, b'{"v": 1, "cmd": "ping"}\n', b"{}\n")
+    assert answers == [{"ok": False, "error": "internal error reading the request: KeyError"}] * 2
+    assert [r.exc_info is not None for r in caplog.records
+            if r.name == "banish.control" and r.levelno >= logging.ERROR] == [True, True]
+
+
+def test_clients_gone_before_their_answers_cost_the_server_nothing(
+        daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    """Each writes its request and closes (or half-closes) without reading: the answer's
+    write fails, at debug level, and the next client is served."""
+    caplog.set_level(logging.DEBUG, logger="banish.control")
+    daemon.fake.bans = {("sshd", f"10.0.{i >> 8}.{i & 255}"): NOW for i in range(20_000)}
+    banned = b'{"v": 1, "cmd": "banned", "args": {}}\n'  # about 2 MB: outgrows the buffers
+    for i in range(200):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(daemon.path)
+            s.sendall(banned if i % 20 == 0 else b'{"v": 1, "cmd": "status"}\n')
+            if i % 2:
+                s.shutdown(socket.SHUT_WR)
+    for _ in range(200):  # the server may still be answering the last of them
+        if len(daemon.fake.calls) == 200:
+            break
+        time.sleep(0.05)
+    assert raw_exchange(daemon.path, b'{"v": 1, "cmd": "ping"}\n') == [
+        {"ok": True, "result": "pong"}]
+    assert len(daemon.fake.calls) == 201 and len(daemon.fake.bans) == 20_000
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    assert any("went away" in r.getMessage() for r in caplog.records)
+
+
+SIGPIPE_PROBE = """
+import asyncio, signal, sys, threading
+from banish.daemon.control import ControlServer
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+async def start_and_close() -> None:
+    server = ControlServer(sys.argv[1], object())  # type: ignore[arg-type]
+    await server.start()
+    await server.close()
+if sys.argv[2] == "main":
+    asyncio.run(start_and_close())
+else:
+    t = threading.Thread(target=asyncio.run, args=(start_and_close(),))
+    t.start()
+    t.join()
+print(signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN)
+"""
+
+
+@pytest.mark.parametrize(("thread", "ignored"), [("main", "True"), ("other", "False")])
+def test_the_server_makes_sure_sigpipe_is_ignored(tmp_path: Path, thread: str,
+                                                  ignored: str) -> None:
+    """Belt and braces behind `banish run`: on the main thread the server ignores SIGPIPE
+    itself; on another it may not, and says what that risks."""
+    done = subprocess.run([sys.executable, "-c", SIGPIPE_PROBE, str(tmp_path / "p.sock"),
+                           thread], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == f"{ignored}\n"
+    assert ("SIGPIPE is not ignored" in done.stderr) == (thread == "other")
+
+
+def test_a_half_closed_client_gets_all_its_answers(daemon: Daemon) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(daemon.path)
+        s.sendall(b'{"v": 1, "cmd": "ping"}\n{"v": 1, "cmd": "status", "args": {}}\n')
+        s.shutdown(socket.SHUT_WR)  # "no more questions", not "gone"
+        with s.makefile("rb") as f:
+            assert json.loads(f.readline()) == {"ok": True, "result": "pong"}
+            assert json.loads(f.readline())["result"]["jails"] == list(JAILS)
+            assert f.read() == b""
 
 
 def test_close_lets_a_running_request_answer(daemon: Daemon, loop: LoopThread) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from banish.actions.nftables import NftablesBackend
 from banish.daemon.enforcer import APPLY_SLICE, Enforcer
-from banish.store.base import Ban, BanKey, StoreError
+from banish.store.base import Ban, BanKey
 from banish.store.sqlite import SqliteStore
 from tests.integration.netns import Namespace, skip_reason
 from tests.integration.probes import SSHD, NftProbe, namespace_or_skip
@@ -68,15 +68,26 @@ def test_a_batch_bigger_than_a_slice_lands_everywhere_once(ns: Namespace, tmp_pa
     assert asyncio.run(enf.ban(bans(addresses[:10]), NOW)) == []  # active: nothing to do
 
 
-def test_a_failing_store_takes_the_firewall_change_back(ns: Namespace, tmp_path: Path) -> None:
+def test_a_failing_store_keeps_the_firewall_change_and_writes_it_later(
+        ns: Namespace, tmp_path: Path) -> None:
+    """Fail closed: the kernel keeps bans the store could not record; they wait in memory
+    (``durable`` is false, so no file position moves past them) and are written once the
+    store works again."""
     enf = enforcer(ns, tmp_path)
     asyncio.run(enf.ban(bans(["198.51.100.1"]), NOW))
+    path = tmp_path / "banish.sqlite3"
     enf.store.close()  # every later write fails
-    with pytest.raises(StoreError, match="closed"):
-        asyncio.run(enf.ban(bans(hosts(APPLY_SLICE + 10)), NOW))
-    assert set(NftProbe(ns).bans("sshd")) == {ipaddress.ip_network("198.51.100.1/32")}
-    assert set(enf.active.ban_keys()) == {BanKey("198.51.100.1", "sshd")} and not enf.failed
-    assert not enf._pending  # a later ban of the same addresses is not blocked
+    waiting = hosts(APPLY_SLICE + 10)
+    new = asyncio.run(enf.ban(bans(waiting), NOW))
+    assert len(new) == len(waiting)
+    assert len(NftProbe(ns).bans("sshd")) == len(waiting) + 1  # all in the kernel
+    assert not enf.durable and len(enf.unsaved) == len(waiting) and "closed" in enf.store_error
+    assert not enf._pending
+    assert asyncio.run(enf.write_unsaved()) == 0 and len(enf.unsaved) == len(waiting)
+    enf.store = SqliteStore(path)  # the disk has room again
+    assert asyncio.run(enf.write_unsaved()) == len(waiting)
+    assert enf.durable and enf.store_error == ""
+    assert {b.address for b in enf.store.active_bans(NOW)} == {"198.51.100.1", *waiting}
 
 
 def test_a_refused_slice_is_kept_and_retried(ns: Namespace, tmp_path: Path) -> None:

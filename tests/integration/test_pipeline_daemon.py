@@ -162,18 +162,32 @@ def test_run_exits_2_when_no_jail_can_start(tmp_path: Path) -> None:
 
 
 def test_reload_with_a_typo_keeps_the_running_jail(tmp_path: Path) -> None:
-    jails = TWO_JAILS.split("[broken]")[0] + "port = ssh\n"
+    """Issue 9: a typo in one jail's port refused the reload after stopping jails, and 0 jails
+    remained. Now the typo'd jail keeps its running version, the others reload, all ban."""
+    jails = TWO_JAILS.split("[broken]")[0] + "port = ssh\n" + """
+[other]
+enabled = true
+filter = demo
+logpath = {logs}/b.log
+action = null
+maxretry = 2
+port = http
+"""
     with Daemon(tmp_path, jails) as d:
         d.start()
-        d.write_jails(jails.replace("port = ssh", "port = ssh,sftpp"))
+        d.write_jails(jails.replace("port = ssh", "port = ssh,sftpp").replace(
+            "maxretry = 2\nport = http", "maxretry = 3\nport = http"))
         done = d.cli("reload", "--json", check=False)
         assert done.returncode == 2  # applied where it could be, and said so
         assert done.stderr.count("\n") == 1 and "sftpp" in done.stderr
         answer = json.loads(done.stdout)
-        assert answer["jails"] == ["good"]
+        assert answer["jails"] == ["good", "other"]
         assert "sftpp" in answer["skipped"][0]["error"]
         d.fail("a.log", "192.0.2.8", 2)
         wait_for(lambda: "192.0.2.8" in d.bans(), what="a ban by the kept jail")
+        d.fail("b.log", "192.0.2.9", 3)  # the reloaded jail, with its new maxretry
+        wait_for(lambda: "192.0.2.9" in d.bans(), what="a ban by the reloaded jail")
+        assert json.loads(d.cli("get", "other", "maxretry", "--json").stdout)["value"] == 3
         status = d.status("good")
         assert "still running its previous configuration" in status["reload_error"]
         d.write_jails(jails)

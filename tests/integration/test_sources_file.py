@@ -1,4 +1,5 @@
-"""FileSource on real files: following, rotation, truncation, globs, resume, findtime backfill.
+"""FileSource on real files: following, rotation, truncation, globs, resume, findtime backfill,
+and the replay of the lines within findtime before a stored position.
 
 Every wait is for an event (the next batch or status) with a timeout; "nothing else arrived"
 is checked by writing a marker line afterwards and requiring it to be the next thing seen.
@@ -22,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 
 from banish.sources import Batch, FileSource, Position, SourceEvent, SourceStatus
-from banish.sources.linereader import head_hash
-from banish.sources.seek import find_start
+from banish.sources.linereader import LineReader, head_hash
+from banish.sources.seek import RangeReader, find_start
 
 T = TypeVar("T")
 TIMEOUT = 5.0
@@ -560,5 +561,184 @@ def test_shared_hub_serves_several_sources(tmp_path: Path) -> None:
             assert hub._subs == {}  # both unwatched the shared directory on close
         finally:
             hub.close()
+
+    run(main())
+
+
+# -- replay: the lines of findtime before a stored position, once, then the rest ----------------
+
+
+def dated(first: int, last: int) -> str:
+    return "".join(f"{t} line {t}\n" for t in range(first, last + 1))
+
+
+async def batches_until(f: Follow, text: str) -> list[tuple[list[str], Position | str | None]]:
+    """Every batch with lines up to the one holding ``text``: (lines, position)."""
+    out: list[tuple[list[str], Position | str | None]] = []
+    while not out or text not in out[-1][0]:
+        ev = await f.next_event()
+        if isinstance(ev, Batch) and ev.lines:
+            out.append(([line.text for line in ev.lines], ev.position))
+    return out
+
+
+async def first_run(log: Path, n: int) -> Position:
+    """Read ``n`` lines as a previous run did, and return the position it would have stored."""
+    async with Follow(src(log)) as f:
+        await f.lines(n)
+        return f.positions[str(log)]
+
+
+def test_restart_replays_findtime_before_the_stored_position_once(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("  undated head\n" + dated(1000, 1059))
+
+    async def main() -> None:
+        pos = await first_run(log, 61)
+        append(log, dated(1060, 1069))  # written while banish was down
+        source = src(log, positions={str(log): pos}, since=1030.0, date_of=_epoch, read_size=64)
+        async with Follow(source) as f:
+            got = await batches_until(f, "1069 line 1069")
+            replayed = [line for lines, p in got if p is None for line in lines]
+            live = [line for lines, p in got if p is not None for line in lines]
+            assert replayed == dated(1030, 1059).splitlines()  # several chunks of 64 bytes
+            assert live == dated(1060, 1069).splitlines()
+            first_live = next(i for i, (_, p) in enumerate(got) if p is not None)
+            assert all(p is not None for _, p in got[first_live:])  # the replay comes first
+            # Positions only move forward from the stored one: replay batches carry none.
+            after = [p for _, p in got[first_live:]]
+            assert all(isinstance(p, Position) and p.offset > pos.offset for p in after)
+            append(log, "marker\n")
+            assert await f.lines(1) == ["marker"]  # nothing was read twice or left over
+            assert source._files[str(log)].replay is None
+
+    run(main())
+
+
+def test_a_restart_during_the_replay_replays_the_same_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(dated(1000, 1019))
+
+    async def main() -> None:
+        pos = await first_run(log, 20)
+        for _ in range(2):  # the stored position did not move: the same lines come again
+            async with Follow(src(log, positions={str(log): pos}, since=1010.0, date_of=_epoch,
+                                  read_size=32)) as f:
+                got = await batches_until(f, "1019 line 1019")
+                replayed = [line for lines, _ in got for line in lines]
+                assert replayed == dated(1010, 1019).splitlines()
+                assert all(p is None for _, p in got)
+
+    run(main())
+
+
+def test_no_replay_without_a_stored_position_or_before_since(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(dated(1000, 1019))
+
+    async def main() -> None:
+        # No position: the first line inside findtime, every batch with its position.
+        async with Follow(src(log, since=1015.0, date_of=_epoch)) as f:
+            got = await batches_until(f, "1019 line 1019")
+            assert [line for lines, _ in got for line in lines] == dated(1015, 1019).splitlines()
+            assert all(isinstance(p, Position) for _, p in got)
+        pos = await first_run(log, 20)
+        append(log, dated(1020, 1021))
+        # The stored position is older than since: nothing to replay, reading goes on there.
+        async with Follow(src(log, positions={str(log): pos}, since=1030.0, date_of=_epoch)) as f:
+            got = await batches_until(f, "1021 line 1021")
+            assert got == [(dated(1020, 1021).splitlines(), f.positions[str(log)])]
+        # Without since (or dates): no replay either.
+        async with Follow(src(log, positions={str(log): pos})) as f:
+            assert await f.lines(2) == dated(1020, 1021).splitlines()
+
+    run(main())
+
+
+def test_replay_from_the_file_rotated_while_banish_was_down(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(dated(1000, 1009))
+
+    async def main() -> None:
+        pos = await first_run(log, 10)
+        append(log, dated(1010, 1011))  # while down: written, rotated, and a new file begun
+        os.rename(log, tmp_path / "auth.log.1")
+        log.write_text(dated(1012, 1013))
+        async with Follow(src(log, positions={str(log): pos}, since=1005.0, date_of=_epoch)) as f:
+            got = await batches_until(f, "1013 line 1013")
+            assert [(lines, p is None) for lines, p in got] == [
+                (dated(1005, 1009).splitlines(), True),  # the old file's replay, found by inode
+                (dated(1010, 1011).splitlines(), False),  # the old file's rest
+                (dated(1012, 1013).splitlines(), False),  # the new file
+            ]
+            append(log, "marker\n")
+            assert await f.lines(1) == ["marker"]
+            assert f.source._files[str(log)].old == []
+
+    run(main())
+
+
+def test_replayed_lines_read_as_they_read_live(tmp_path: Path) -> None:
+    """Over-long lines cut at max_line, CRLF and invalid bytes: the same lines either way."""
+    log = tmp_path / "odd.log"
+    data = (b"short\r\n" + b"x" * 25 + b"\nmid\n" + b"y" * 10 + b"\n" + b"\xff bad\n"
+            + b"z" * 40 + b"\nlast\n")
+    log.write_bytes(data)
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        for read_size in (1, 3, 7, 64):
+            live = LineReader(str(log), fd, 0, 0, max_line=10, read_size=read_size,
+                              encoding="utf-8")
+            want: list[str] = []
+            while True:
+                lines, got = live.read_chunk()
+                want += lines
+                if not got:
+                    break
+            replay = RangeReader(fd, 0, len(data), read_size=read_size, max_line=10,
+                                 encoding="utf-8")
+            seen: list[str] = []
+            while (chunk := replay.read_chunk()) is not None:
+                seen += chunk
+            assert seen == want, read_size
+            assert replay.fd == -1  # closed once done
+        mid = data.index(b"mid")
+        part = RangeReader(fd, mid, data.index(b"last"), read_size=4, max_line=10,
+                           encoding="utf-8")
+        out: list[str] = []
+        while (chunk := part.read_chunk()) is not None:
+            out += chunk
+        assert out == ["mid", "y" * 10, "\ufffd bad", "z" * 10]
+    finally:
+        os.close(fd)
+
+
+def test_find_start_reads_no_further_than_size(tmp_path: Path) -> None:
+    log = tmp_path / "bounded.log"
+    log.write_text(dated(100, 199))
+    end = len(dated(100, 149).encode())
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        assert find_start(fd, end, 120, _epoch) == len(dated(100, 119).encode())
+        assert find_start(fd, end, 150, _epoch) == end  # 150 exists, but only after size
+    finally:
+        os.close(fd)
+
+
+def test_glob_rotation_while_down_replays_and_reads_each_line_once(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(dated(1000, 1009))
+
+    async def main() -> None:
+        pos = await first_run(log, 10)
+        append(log, dated(1010, 1010))
+        os.rename(log, tmp_path / "auth.log.1")  # now a match of the glob in its own right
+        log.write_text(dated(1011, 1011))
+        source = src(f"{log}*", positions={str(log): pos}, since=1005.0, date_of=_epoch)
+        async with Follow(source) as f:
+            got = await f.lines(7)
+            assert sorted(got) == dated(1005, 1011).splitlines()
+            append(log, "marker\n")
+            assert await f.lines(1) == ["marker"]  # the rotated file is not read again
 
     run(main())

@@ -116,6 +116,7 @@ class Follow:
         self.source = source
         self.queue: asyncio.Queue[SourceEvent] = asyncio.Queue()
         self.cursor: str | None = None
+        self.batches: list[tuple[list[str], str | None]] = []  # (texts, position)
 
     async def __aenter__(self) -> Follow:
         self._gen = self.source.events()
@@ -139,8 +140,12 @@ class Follow:
                 self._task.result()
             ev = await asyncio.wait_for(self.queue.get(), TIMEOUT)
             if isinstance(ev, Batch):
-                assert isinstance(ev.position, str)
-                self.cursor = ev.position
+                assert ev.position is None or isinstance(ev.position, str)
+                if ev.position is None:  # a replay: only lines, never a cursor to store
+                    assert ev.lines and self.cursor is None, "a replay after a live batch"
+                else:
+                    self.cursor = ev.position
+                self.batches.append(([line.text for line in ev.lines], ev.position))
                 out += [(line.text, line.time) for line in ev.lines]
                 assert all(line.source == "journal" for line in ev.lines)
         assert len(out) == n, out
@@ -254,3 +259,75 @@ def test_format_entry_like_syslog() -> None:
 def test_entry_time_prefers_the_senders_timestamp() -> None:
     assert entry_time({}, 1_700_000_000_500_000) == 1_700_000_000.5
     assert entry_time({"_SOURCE_REALTIME_TIMESTAMP": b"1699999999000000"}, 1) == 1_699_999_999.0
+
+
+def texts(got: list[tuple[str, float | None]]) -> list[str]:
+    return [text.split(": ", 1)[1] for text, _ in got]
+
+
+async def first_run(j: Journal, n: int) -> str:
+    """Read ``n`` matching entries as a previous run did; the cursor it would have stored."""
+    async with Follow(JournalSource(MATCH, path=str(j.dir))) as f:
+        await f.lines(n)
+        assert f.cursor is not None
+        return f.cursor
+
+
+@needs_journal
+def test_cursor_and_since_replay_up_to_the_cursor_then_go_on_after_it(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal")
+    t = j.write(sshd("m1"), cron("c1"), sshd("m2"), bare_sshd("m3"), cron("c2"), sshd("m4"))
+
+    async def main() -> None:
+        cursor = await first_run(j, 4)
+        j.write(sshd("m5"), cron("c3"), sshd("m6"))  # while banish is down
+        for attempt in (1, 2):  # a restart from the same cursor replays the same entries
+            source = JournalSource(MATCH, path=str(j.dir), cursor=cursor, since=t[1],
+                                   batch_size=2)
+            async with Follow(source) as f:
+                assert texts(await f.lines(5)) == ["m2", "m3", "m4", "m5", "m6"]
+                # The replay ends at the cursor's entry, in batches of its own without a cursor.
+                assert f.batches[:2] == [(["host1 sshd[4242]: m2", "host1 sshd[99]: m3"], None),
+                                         (["host1 sshd[4242]: m4"], None)]
+                assert all(p is not None for _, p in f.batches[2:])
+                if attempt == 2:
+                    j.write(sshd("m7"))
+                    assert texts(await f.lines(1)) == ["m7"]  # nothing came twice before it
+
+    run(main())
+
+
+@needs_journal
+def test_cursor_older_than_since_replays_nothing(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal")
+    j.write(sshd("m1"), sshd("m2"))
+
+    async def main() -> None:
+        cursor = await first_run(j, 2)
+        t = j.write(sshd("m3"))
+        async with Follow(JournalSource(MATCH, path=str(j.dir), cursor=cursor, since=t[0])) as f:
+            assert texts(await f.lines(1)) == ["m3"]
+            assert f.batches == [(["host1 sshd[4242]: m3"], f.cursor)]
+
+    run(main())
+
+
+@needs_journal
+def test_vacuumed_cursor_reads_on_from_the_next_entry_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = Journal(tmp_path / "journal")
+    j.write(sshd("m1"), sshd("m2"))
+
+    async def main() -> None:
+        cursor = await first_run(j, 2)
+        (j.dir / "remote.journal").unlink()  # the file holding the cursor's entry is gone
+        j.write(sshd("m3"), sshd("m4"))
+        source = JournalSource(MATCH, path=str(j.dir), cursor=cursor, since=j.t0)
+        async with Follow(source) as f:
+            assert texts(await f.lines(2)) == ["m3", "m4"]
+            assert all(p is not None for _, p in f.batches)
+
+    with caplog.at_level("WARNING", logger="banish.sources"):
+        run(main())
+    assert "no longer in the journal" in caplog.text

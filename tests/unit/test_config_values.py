@@ -426,3 +426,19 @@ def test_settings_compare_by_value_for_reload() -> None:
 def test_bad_jail_name() -> None:
     with pytest.raises(ConfigError, match="invalid jail name"):
         JailSettings("")
+
+
+def test_tracker_caps_are_jail_options() -> None:
+    from banish.config.values import jail_settings
+    from banish.core.jail import Jail
+
+    default = jail_settings("j", {})
+    assert (default.maxtracked, default.maxmatchchars) == (1_000_000, 32 << 20)
+    small = jail_settings("j", {"maxtracked": "3", "maxmatchchars": "1k"})
+    assert (small.maxtracked, small.maxmatchchars) == (3, 1024)
+    jail = Jail(small)
+    assert jail.tracker.max_tracked == 3 and jail.tracker.max_match_chars == 1024
+    with pytest.raises(ConfigError, match="maxmatchchars"):
+        jail_settings("j", {"maxmatchchars": "lots"})
+    with pytest.raises(ConfigError, match="maxtracked"):
+        jail_settings("j", {"maxtracked": "0"})

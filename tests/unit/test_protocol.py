@@ -21,6 +21,7 @@ from banish.protocol import (
     CHUNK,
     COMMANDS,
     MAX_REQUEST,
+    MAX_WORD,
     VERSION,
     CommandError,
     DaemonUnavailable,
@@ -196,12 +197,61 @@ def test_request_defaults_are_filled_in() -> None:
      "bad argument 'jail' for 'ban': expected a string"),
     (b'{"v": 1, "cmd": "unban", "args": {"all": "yes"}}', "expected true or false"),
     (b'{"v": 1, "cmd": "unban", "args": {"ips": "1.2.3.4"}}', "expected a list of strings"),
+    # what json.loads refuses or Python accepts and JSON does not
+    (b"[" * 100_000, "malformed request: nested too deeply"),
+    (b'{"v": 1, "cmd": "ping", "args": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+     "malformed request: nested too deeply"),
+    (b'{"v": 1, "cmd": "ping", "n": ' + b"7" * 5000 + b"}",
+     "not JSON (Exceeds the limit (4300 digits) for integer string conversion"),
+    (b'{"v": NaN, "cmd": "ping"}', "malformed request: not JSON (NaN is not JSON)"),
+    (b'{"v": 1, "cmd": "ping", "x": Infinity}', "not JSON (Infinity is not JSON)"),
+    (b'{"v": 1, "cmd": "ping", "args": {"x": [-Infinity]}}', "not JSON (-Infinity is not JSON)"),
+    (b'{"v": 1, "cmd": "status", "args": {"jail": "a\xc3("}}', "not JSON ('utf-8' codec"),
+    # strings that are JSON but no argument: over MAX_WORD, or not text
+    (json.dumps({"v": 1, "cmd": "set", "args": {"jail": "sshd", "param": "maxretry",
+                                                  "value": "1" * 5000}}).encode(),
+     "bad argument 'value' for 'set': too long (5000 characters; at most 4096)"),
+    (json.dumps({"v": 1, "cmd": "ban", "args": {"jail": "sshd",
+                                                  "ips": ["192.0.2.1", "9" * 5000]}}).encode(),
+     "bad argument 'ips' for 'ban': an entry too long (5000 characters; at most 4096)"),
+    (b'{"v": 1, "cmd": "status", "args": {"jail": "\\ud800"}}',
+     "bad argument 'jail' for 'status': not valid text (an unpaired surrogate)"),
+    (b'{"v": 1, "cmd": "ban", "args": {"jail": "a", "ips": ["\\udfff"]}}',
+     "bad argument 'ips' for 'ban': an entry not valid text"),
 ])
 def test_bad_requests_are_refused_with_one_line(line: bytes, message: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_request(line)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("line", [
+    json.dumps({"v": 1, "cmd": "x" * 10_000_000}).encode(),
+    json.dumps({"v": "v" * 10_000_000, "cmd": "ping"}).encode(),
+    json.dumps({"v": 1, "cmd": "ping", "args": {"k" * 10_000_000: 1}}).encode(),
+    b'{"v": ' + b"[" * 900 + b"]" * 900 + b', "cmd": "ping"}',
+    b'{"v": 1' + b"0" * 4000 + b', "cmd": "ping"}',
+])
+def test_refusals_quote_a_bounded_part_of_what_was_sent(line: bytes) -> None:
+    """An error echoes the client's value cut short: never megabytes, never a deep repr."""
+    with pytest.raises(ProtocolError) as info:
+        parse_request(line)
+    assert len(str(info.value)) < 400 and "..." in str(info.value)
+
+
+def test_string_arguments_up_to_the_limit_and_any_text_are_accepted() -> None:
+    value = "1" * MAX_WORD
+    line = Request("set", {"jail": "jäil ☃", "param": "p", "value": value}).encode()
+    assert parse_request(line).args == {"jail": "jäil ☃", "param": "p", "value": value}
+    assert parse_request(b'{"v": 1, "cmd": "ping", "x": 1e999}') == Request("ping", {})
+
+
+def test_the_client_refuses_malformed_answers_the_same_way() -> None:
+    for garbage in (b"[" * 100_000, b'{"ok": true, "result": NaN}', b"\xff"):
+        with pytest.raises(ProtocolError, match=r"^malformed response from the daemon"):
+            parse_response(garbage)
 
 
 def test_encoding_is_one_line_per_message() -> None:

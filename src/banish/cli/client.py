@@ -82,7 +82,9 @@ class Client:
             self.connect()
         assert self._sock is not None
         try:
-            self._sock.sendall(request.encode())
+            # MSG_NOSIGNAL: the CLI keeps SIGPIPE at its default (for `| head`), and a daemon
+            # that hung up must be a message below, not a silent death by signal.
+            self._sock.sendall(request.encode(), socket.MSG_NOSIGNAL)
         except TimeoutError:
             raise DaemonUnavailable(f"the daemon on {self.path} stopped reading requests "
                                     f"(no progress in {self.timeout:g} s)") from None
@@ -229,6 +231,11 @@ def _status(result: dict[str, Any]) -> str:
     problems = [f"jail {s['jail']} skipped: {s['error']}" for s in result.get("skipped") or []]
     problems += [f"firewall {f['backend']} failing (bans retried): {f['error']}"
                  for f in result.get("firewall_errors") or []]
+    problems += [f"jail {e['jail']}: {e['path']}: {e['message']}"
+                 for e in result.get("file_errors") or []]
+    if result.get("store_backlog"):
+        problems.append(f"{result['store_backlog']} ban(s) enforced but waiting for the store "
+                        f"({result.get('store_error') or 'cannot write'})")
     if result.get("failed_bans"):
         problems.append(f"{result['failed_bans']} ban(s) not yet in the firewall (retried)")
     for sub in result.get("subscribers") or []:

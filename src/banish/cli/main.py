@@ -2,6 +2,12 @@
 
 Every user error (bad option, broken filter, unreadable file) becomes one line on stderr naming
 the place and the reason, and exit status 2 — never a traceback.
+
+SIGPIPE: a verb that prints (regex, scan, dump, check, status, banned ...) keeps the default
+disposition, so ``banish regex ... | head`` ends quietly when head does. ``run`` ignores it: the
+daemon writes to control clients that may hang up before reading their answer, and to a log
+stream that may close; either must cost one failed write, never the daemon (exit by signal 13,
+no log line, a stale socket).
 """
 
 from __future__ import annotations
@@ -69,10 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A reader closing the pipe early (`banish regex ... | head`) is not an error.
+    # A reader closing the pipe early (`banish regex ... | head`, `banish --help | head`) is
+    # not an error; set before parsing, which may print help.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(
         check.fail2ban_spelling(sys.argv[1:] if argv is None else argv))
+    if args.run is run.run:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         return int(args.run(args))
     except BanishError as exc:

@@ -20,6 +20,8 @@ from typing import Final, Literal, TypeAlias, get_args
 
 from banish.addr import as_network
 from banish.core.formula import Formula
+from banish.core.tracker import DEFAULT_MAX_MATCH_CHARS as DEFAULT_MAX_MATCH_CHARS
+from banish.core.tracker import DEFAULT_MAX_TRACKED as DEFAULT_MAX_TRACKED
 from banish.errors import ConfigError
 
 IPNetwork = IPv4Network | IPv6Network
@@ -30,6 +32,7 @@ PERMANENT: Final = -1.0
 DEFAULT_MAXRETRY: Final = 5
 DEFAULT_FINDTIME: Final = 600.0
 DEFAULT_BANTIME: Final = 600.0
+
 
 
 class UseDns(StrEnum):
@@ -125,6 +128,10 @@ class JailSettings:
     usedns: UseDns = UseDns.WARN
     mode: str = "normal"
     bantime_increment: BantimeIncrement = field(default_factory=BantimeIncrement)
+    maxtracked: int = DEFAULT_MAX_TRACKED
+    """Addresses whose failures are counted at once; beyond, the longest quiet go first."""
+    maxmatchchars: int = DEFAULT_MAX_MATCH_CHARS
+    """Characters of matched lines kept over all addresses (their failures still count)."""
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():

@@ -22,6 +22,8 @@ from typing import Final
 from banish.config.model import (
     DEFAULT_BANTIME,
     DEFAULT_FINDTIME,
+    DEFAULT_MAX_MATCH_CHARS,
+    DEFAULT_MAX_TRACKED,
     DEFAULT_MAXRETRY,
     PERMANENT,
     BantimeIncrement,
@@ -205,12 +207,25 @@ def parse_bool(value: str, option: str) -> bool:
 
 def parse_int(value: str, option: str, *, minimum: int | None = None) -> int:
     text = value.strip()
-    if not re.fullmatch(r"[-+]?\d+", text):
-        raise ConfigError(f"invalid whole number {text!r}", option=option)
+    if not re.fullmatch(r"[-+]?\d{1,18}", text):  # 18 digits: beyond any count or size
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ConfigError(f"invalid whole number {shown!r}", option=option)
     number = int(text)
     if minimum is not None and number < minimum:
         raise ConfigError(f"invalid value {text!r}: must be at least {minimum}", option=option)
     return number
+
+
+_SIZE = re.compile(r"(\d+)\s*([kKmMgG]?)[bB]?")
+
+
+def parse_size(value: str, option: str) -> int:
+    """A size in bytes: ``33554432``, ``32M``, ``512k`` (binary units)."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise ConfigError(f"not a size: {value.strip()!r} (a number, optionally k, M or G)",
+                          option=option)
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
 
 
 def parse_usedns(value: str, option: str = "usedns") -> UseDns:
@@ -367,6 +382,7 @@ JAIL_OPTIONS: Final = frozenset(
         "maxmatches", "ignoreip", "ignoreself", "ignorecommand", "usedns", "mode",
         "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
         "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
+        "maxtracked", "maxmatchchars",
     }
 )  # fmt: skip
 """The options ``jail_settings`` understands; others (``action``, ``logencoding``...) are the
@@ -423,4 +439,8 @@ def _build(name: str, opt: dict[str, str]) -> JailSettings:
         usedns=parse_usedns(v) if (v := get("usedns")) else UseDns.WARN,
         mode=(get("mode") or "normal").strip(),
         bantime_increment=increment,
+        maxtracked=parse_int(v, "maxtracked", minimum=1) if (v := get("maxtracked"))
+        else DEFAULT_MAX_TRACKED,
+        maxmatchchars=parse_size(v, "maxmatchchars") if (v := get("maxmatchchars"))
+        else DEFAULT_MAX_MATCH_CHARS,
     )

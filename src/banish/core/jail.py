@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from banish.core.events import FeedResult, IgnoreSource, Outcome
 from banish.core.ignore import DEFAULT_REFRESH, IgnoreList, IgnorePredicate, IPAddress
 from banish.core.policy import BanPolicy, PriorBansLookup
-from banish.core.tracker import DEFAULT_MAX_MATCH_CHARS, DEFAULT_MAX_TRACKED, FailureTracker
+from banish.core.tracker import FailureTracker
 from banish.events import BanDecision, Failure
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ class Jail:
         self_addresses: Iterable[str] = (),
         ignore_predicate: IgnorePredicate | None = None,
         rng: Callable[[], float] | None = None,
-        max_tracked: int = DEFAULT_MAX_TRACKED,
-        max_match_chars: int = DEFAULT_MAX_MATCH_CHARS,
+        max_tracked: int | None = None,
+        max_match_chars: int | None = None,
         resolve_interval: float = DEFAULT_REFRESH,
     ) -> None:
         self.settings = settings
@@ -71,8 +71,9 @@ class Jail:
             maxretry=settings.maxretry,
             findtime=settings.findtime,
             maxmatches=settings.matches_kept,
-            max_tracked=max_tracked,
-            max_match_chars=max_match_chars,
+            max_tracked=settings.maxtracked if max_tracked is None else max_tracked,
+            max_match_chars=(settings.maxmatchchars if max_match_chars is None
+                             else max_match_chars),
         )
         self.policy = BanPolicy(settings.bantime, settings.bantime_increment, rng=rng)
         self.ignores = IgnoreList(

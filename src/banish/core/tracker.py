@@ -28,7 +28,10 @@ from itertools import islice
 from typing import Final, NamedTuple
 
 DEFAULT_MAX_TRACKED: Final = 1_000_000
+"""Default of the jail option ``maxtracked``."""
 DEFAULT_MAX_MATCH_CHARS: Final = 32 * 1024 * 1024
+"""Default of the jail option ``maxmatchchars``."""
+
 _EMPTY: Final[tuple[float, ...]] = ()
 _NO_LINES: Final[tuple[str, ...]] = ()
 

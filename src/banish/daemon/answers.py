@@ -18,7 +18,7 @@ from ..config.model import IgnoreIP, JailSettings
 from ..config.values import parse_bantime, parse_ignoreip, parse_int, parse_positive_duration
 from ..core.subnets import covering
 from ..errors import ConfigError
-from ..events import Ban
+from ..events import Ban, BanKey
 from ..protocol import CommandError
 from .logsetup import NOTICE
 
@@ -88,8 +88,12 @@ class Answers:
                 "summary": summary,
                 "skipped": [{"jail": n, "error": e} for n, e in sorted(self.skipped.items())],
                 "firewall_errors": [{"backend": n, "error": e}
-                                    for n, e in sorted(self.enforcer.backend_errors.items())],
+                                    for n, e in sorted(self.enforcer.firewall_errors.items())],
                 "failed_bans": len(self.enforcer.failed),
+                "store_backlog": len(self.enforcer.unsaved),
+                "file_errors": [{"jail": s["jail"], **e} for s in jails
+                                for e in s["file_errors"]],
+                "store_error": self.enforcer.store_error,
                 "subscribers": self.stream.status()}
 
     async def cmd_ban(self, jail: str, ips: list[str]) -> dict[str, Any]:
@@ -118,12 +122,14 @@ class Answers:
             return {"unbanned": len(found), "not_banned": []}
         keys = []
         missing = []
+        # Look-ups by key, jail by jail: a list of 1,000 addresses against 40,000 bans took
+        # 67 s when every address scanned every ban.
+        jails = [jail] if jail is not None else sorted({b.jail for b in active})
         for ip in ips or []:
             address = canonical_address(ip)
             if address is None:
                 raise CommandError(f"not an IP address or network: {ip!r}")
-            hits = [k for k in active.ban_keys()
-                    if k.address == address and (jail is None or k.jail == jail)]
+            hits = [key for j in jails if (key := BanKey(address, j)) in active]
             if not hits:
                 inside = [(j, net) for j in ([jail] if jail else sorted(self.runners))
                           for net in covering(address, self.enforcer.networks(j))]
@@ -284,7 +290,7 @@ LOG_LEVELS = {"CRITICAL": 50, "ERROR": 40, "WARNING": 30, "NOTICE": NOTICE, "INF
 def _log_level(text: str) -> tuple[str, int]:
     """A level's name and number; a number of a named level is shown by its name."""
     word = text.strip().upper()
-    if word.isdecimal():
+    if word.isdecimal() and len(word) <= 3:
         level = int(word)
         names = {v: k for k, v in LOG_LEVELS.items()}
         return names.get(level, str(level)), level

@@ -5,6 +5,11 @@ Owns the Unix socket file (its mode, its directory, replacing a stale one), who 
 failure of one request into an error response. Must not know what a command means: it hands
 checked ``(cmd, args)`` to the handler (the runtime) and sends back what it returns. Bad input
 from a client closes at most that client's connection, never the server.
+
+A client that goes away before reading its answer (Ctrl-C, ``| head``, a crash) is its own
+business: the write fails with EPIPE or ECONNRESET, logged at debug, and the next client is
+served. That needs SIGPIPE ignored, which ``start`` makes sure of: at its default disposition
+the failed write would kill the whole daemon, silently, leaving a stale socket.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import socket
 import stat
 import struct
+import threading
 from collections.abc import Collection
 from typing import Any, Protocol
 
@@ -82,6 +89,7 @@ class ControlServer:
             except OSError as exc:
                 raise BanishError(f"cannot create socket directory {directory}: "
                                   f"{exc.strerror}") from exc
+        _ignore_sigpipe()
         await self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         bound = False
@@ -184,6 +192,19 @@ class ControlServer:
         return asyncio.StreamReaderProtocol(reader, conn.start)
 
 
+def _ignore_sigpipe() -> None:
+    """Belt and braces behind ``banish run`` (cli/main.py), for any other host of a server:
+    a client that hangs up must cost an EPIPE, not the process. Only the main thread may set
+    a disposition; elsewhere the host owns it, and is told when it got it wrong."""
+    if signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    else:
+        log.warning("SIGPIPE is not ignored: a control client that hangs up before reading "
+                    "its answer will kill this process")
+
+
 class _Connection:
     """One client: requests answered in order until it hangs up or the server closes."""
 
@@ -210,8 +231,8 @@ class _Connection:
     async def _run(self, writer: asyncio.StreamWriter) -> None:
         try:
             await self.serve(writer)
-        except ConnectionError:
-            pass  # the client went away mid-answer: nothing to tell it
+        except ConnectionError as exc:  # BrokenPipe, ConnectionReset: gone mid-answer
+            log.debug("Control client went away before its answer: %s", exc)
         except Exception:  # a server bug must cost one connection, not the daemon
             log.exception("Control connection failed")
         finally:
@@ -266,7 +287,11 @@ class _Connection:
         try:
             request = parse_request(line)
         except ProtocolError as exc:
+            log.debug("Control request refused: %s", exc)
             return encode_error(str(exc))
+        except Exception as exc:  # a bug in the parser: still one answer, and the traceback
+            log.exception("Control request could not be parsed")
+            return encode_error(f"internal error reading the request: {type(exc).__name__}")
         try:
             result = await self.server.handler.handle(request.cmd, request.args)
         except BanishError as exc:

@@ -3,8 +3,12 @@
 Owns the order that makes bans survive anything: a ban is committed to the store before
 ``Ban`` is logged or published (the firewall applies it meanwhile); at start the store's active
 bans are re-applied with their remaining time and expired ones released; a backend that fails
-keeps the ban in the store and retries it (shown in ``status``), never dropping it. Every
-change is published once on the event stream after the store and the firewall hold it.
+keeps the ban in the store and retries it (shown in ``status``), never dropping it. It fails
+closed: when the store cannot be written (a full disk), bans stay in the firewall and in a
+bounded queue (``unsaved``) that is written as soon as the store takes it again; until then
+``durable`` is false and the jails keep their file positions where every earlier ban was
+durable. Every change is published once on the event stream after the firewall holds it and
+the store holds it (or queues it).
 Owns the firewall backends' lifecycle too: `configure` (start and reload) creates, reshapes and
 stops them with the same error handling.
 Must not: parse logs, decide bans, or read the clock itself (``now`` comes from the runtime).
@@ -23,13 +27,16 @@ from ..actions.base import Backend, BackendError
 from ..config.model import JailFirewall
 from ..core.active import ActiveBans
 from ..events import Ban, BanEvent, BanKey, EventKind
-from ..store.base import Store
+from ..store.base import Store, StoreError
 from .logsetup import NOTICE
 from .stream import EventStream
 
 log = logging.getLogger("banish.actions")
 
 BULK = 1000
+UNSAVED_LIMIT = 1_000_000
+"""Bans kept in memory for the store while it cannot be written (each ~200 bytes); beyond this
+they are still enforced, but a restart before the store recovers would lose them."""
 APPLY_SLICE = 20_000
 """Bans per firewall transaction when a batch is bigger (see `Enforcer._apply_slices`)."""
 
@@ -67,7 +74,13 @@ class Enforcer:
     backend_errors: dict[str, str] = field(default_factory=dict)
     """Backend -> why it could not be started or reshaped (retried; shown in status)."""
     total_banned: dict[str, int] = field(default_factory=dict)
+    unsaved: list[Ban] = field(default_factory=list)
+    """Bans the firewall holds but the store could not record yet (retried every tick)."""
+    store_error: str = ""
     _firewalls: dict[str, list[JailFirewall]] = field(default_factory=dict)
+    _unlifted: set[str] = field(default_factory=set)
+    """Backends an unban failed on: reconciled at the next tick, so the address is let go."""
+    _reconcile_errors: dict[str, str] = field(default_factory=dict)
     _pending: set[BanKey] = field(default_factory=set)
     """Bans being committed and applied right now: banning one again meanwhile is a no-op,
     as for an active ban."""
@@ -128,6 +141,9 @@ class Enforcer:
         await self.configure(jails, now)
         restored = list(self.active)
         if restored:
+            # fail2ban's "Restore Ban" line, so a ban whose "Ban" line a crash cut off is
+            # still in the log (a bulk restore gets one count line, like a bulk ban).
+            _log_each(restored, "Restore Ban")
             log.log(NOTICE, "Restored %d active ban(s) from the store", len(restored))
             self.stream.publish(BanEvent(EventKind.RESTORE, now, tuple(restored)))
 
@@ -144,10 +160,15 @@ class Enforcer:
             try:
                 await backend.reconcile(bans, now)
             except BackendError as exc:
-                log.error("Reconcile with %s failed: %s", name, exc)
+                if self._reconcile_errors.get(name) != str(exc):  # once, not every second
+                    log.error("Reconcile with %s failed (retried every second): %s", name, exc)
+                self._reconcile_errors[name] = str(exc)
                 for b in bans:
                     self.failed[b.key] = str(exc)
             else:
+                if self._reconcile_errors.pop(name, None) is not None:
+                    log.log(NOTICE, "Reconcile with %s works again", name)
+                self._unlifted.discard(name)
                 for b in bans:
                     self.failed.pop(b.key, None)
 
@@ -190,7 +211,9 @@ class Enforcer:
                 asyncio.to_thread(self.store.add_bans, fresh),
                 *self._apply_slices(fresh, now), return_exceptions=True)
             stored = done[0]
-            if isinstance(stored, BaseException):
+            if isinstance(stored, StoreError):
+                self._keep_unsaved(fresh, stored)  # fail closed: the firewall keeps them
+            elif isinstance(stored, BaseException):  # a bug, not the disk: take them back
                 await self._lift(fresh)
                 for ban in fresh:
                     self.failed.pop(ban.key, None)
@@ -207,6 +230,44 @@ class Enforcer:
         _log_each(fresh, "Ban")
         self.stream.publish(BanEvent(EventKind.BAN, now, tuple(fresh)))
         return fresh
+
+    @property
+    def firewall_errors(self) -> dict[str, str]:
+        """Backend -> what is wrong with it now (not started, or failing to reconcile)."""
+        return {**self._reconcile_errors, **self.backend_errors}
+
+    @property
+    def durable(self) -> bool:
+        """Every ban made so far is in the store (a file position may be saved)."""
+        return not self.unsaved
+
+    def _keep_unsaved(self, bans: Sequence[Ban], error: StoreError) -> None:
+        if not self.unsaved:
+            log.error("The store cannot be written (%s): %d ban(s) stay in the firewall and "
+                      "wait in memory to be written; retried every second", error, len(bans))
+        self.store_error = str(error)
+        room = UNSAVED_LIMIT - len(self.unsaved)
+        if room < len(bans):
+            log.error("%d ban(s) beyond the %d waiting for the store: enforced, but lost if "
+                      "banish restarts before the store works again", len(bans) - room,
+                      UNSAVED_LIMIT)
+        self.unsaved.extend(bans[:max(room, 0)])
+
+    async def write_unsaved(self) -> int:
+        """Write the bans that waited for the store; returns how many were written."""
+        if not self.unsaved:
+            return 0
+        batch, self.unsaved = self.unsaved, []
+        batch = [b for b in batch if b.key in self.active]  # unbanned meanwhile: gone
+        try:
+            await asyncio.to_thread(self.store.add_bans, batch)
+        except StoreError as exc:
+            self.unsaved = batch + self.unsaved
+            self.store_error = str(exc)
+            return 0
+        self.store_error = ""
+        log.log(NOTICE, "The store works again: wrote %d ban(s) that had waited", len(batch))
+        return len(batch)
 
     def _apply_slices(self, bans: Sequence[Ban], now: float
                       ) -> list[Coroutine[Any, Any, None]]:
@@ -250,7 +311,7 @@ class Enforcer:
     async def retry_failed(self, now: float) -> None:
         """Bans a backend refused earlier: reconcile, which also rebuilds lost structure."""
         self.failed = {k: v for k, v in self.failed.items() if k in self.active}
-        if self.failed or self.backend_errors:
+        if self.failed or self.backend_errors or self._unlifted:
             await self.reconcile(now)
 
     async def unban(self, keys: Iterable[BanKey], now: float, *, reason: str = "") -> list[Ban]:
@@ -259,6 +320,9 @@ class Enforcer:
         if not found:
             return []
         self.store.remove_bans(found)
+        if self.unsaved:
+            gone = set(found)
+            self.unsaved = [b for b in self.unsaved if b.key not in gone]
         lifted = self.active.remove(found)
         await self._lift(lifted)
         for ban in lifted:
@@ -277,11 +341,19 @@ class Enforcer:
             try:
                 await self.backends[name].unban(keys)
             except BackendError as exc:
-                log.error("Lifting %d ban(s) with %s failed: %s", len(keys), name, exc)
+                log.error("Lifting %d ban(s) with %s failed (retried): %s", len(keys), name,
+                          exc)
+                self._unlifted.add(name)
 
     async def expire(self, now: float) -> int:
-        """Release every ban whose time is over."""
-        released = self.store.release_expired(now)
+        """Release every ban whose time is over. With the store unwritable, the in-memory
+        book still lets them go (firewall timeouts have already); the store releases its rows
+        once it can (they are past their end, so nothing re-applies them meanwhile)."""
+        try:
+            released = self.store.release_expired(now)
+        except StoreError as exc:
+            self.store_error = str(exc)
+            released = self.active.over(now)
         if not released:
             return 0
         self.active.remove(b.key for b in released)

@@ -28,6 +28,7 @@ from ..config.loader import Config, DaemonSettings, JailConfig, SkippedJail, loa
 from ..config.model import JailFirewall
 from ..errors import ConfigError
 from ..events import BanEvent, EventKind
+from ..store.base import StoreError
 from ..store.sqlite import SqliteStore
 from .answers import Answers, CommandError
 from .enforcer import Enforcer
@@ -196,14 +197,17 @@ class Runtime(Answers):
         """Expiry every tick; retries, reconciliation, DNS refresh and purge less often."""
         assert self.enforcer is not None and self.store is not None
         last_reconcile = last_resolve = last_purge = self.clock()
+        last_store_error = ""
         while True:
             await asyncio.sleep(TICK)
             now = self.clock()
             try:
+                await self.enforcer.write_unsaved()
                 await self.enforcer.expire(now)
                 await self.enforcer.retry_failed(now)
                 for runner in self.runners.values():
                     runner.core.expire(now)
+                    runner.flush_found(now)
                 if now - last_reconcile >= self.settings.reconcileinterval:
                     last_reconcile = now
                     await self.enforcer.reconcile(now)
@@ -220,8 +224,14 @@ class Runtime(Answers):
                         self.store.compact()
             except asyncio.CancelledError:
                 raise
+            except StoreError as exc:  # a full disk: said once, not every second
+                if str(exc) != last_store_error:
+                    log.error("maintenance: the store cannot be written: %s", exc)
+                last_store_error = str(exc)
             except Exception:
                 log.exception("maintenance failed")
+            else:
+                last_store_error = ""
 
     async def _resolve_ignored(self, now: float) -> None:
         """Re-resolve ``ignoreip`` names, so a dynamic home address stays allowed."""

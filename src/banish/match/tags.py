@@ -1,8 +1,9 @@
 """Compile fail2ban's regex dialect (``<HOST>``, ``<F-USER>...</F-USER>`` ...) into Python ``re``.
 
 Owns the meaning of every tag a failregex may contain and the group names the matcher reads
-back (``ip4``, ``ip6``, ``dns``, ``fid``, ``user``, ``mlfid`` ...). Knows nothing about lines,
-dates or buffers.
+back (``ip4``, ``ip6``, ``dns``, ``fid``, ``user``, ``mlfid`` ...), including where an address
+capture may end (never inside a host name: see ``_ends``). Knows nothing about lines, dates or
+buffers.
 """
 
 from __future__ import annotations
@@ -14,27 +15,51 @@ from ..errors import ConfigError
 
 IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
 IPV6 = r"(?:[0-9a-fA-F]{1,4}:{1,2}|::){1,7}(?:[0-9a-fA-F]{1,4}|(?<=:):)"
-
-_IP4_GROUP = rf"(?:::f{{4,6}}:)?(?P<ip4>{IPV4})"  # IPv4, also written as IPv4-mapped IPv6
-_IP6_GROUP = rf"(?P<ip6>{IPV6})"
-_DNS_GROUP = r"(?P<dns>[\w\-.^_]*\w)"
 _CIDR_GROUP = r"(?P<cidr>\d+)"
-_ADDR = rf"\[?(?:{_IP4_GROUP}|{_IP6_GROUP})\]?"
-_HOST = rf"(?:{_ADDR}|{_DNS_GROUP})"
-_SUBNET = rf"\[?(?:{_IP4_GROUP}|{_IP6_GROUP})(?:/{_CIDR_GROUP})?\]?"
+
+# Where an address or host name capture may end. A capture that runs straight on into a host
+# name character is not an address: "from 198.51.100.77.evil.example" (sshd with UseDNS and a
+# PTR record the client's owner wrote) names the host 198.51.100.77.evil.example, and taking
+# 198.51.100.77 out of it -- which a lazy tail after the tag lets a regex do, e.g. fail2ban's
+# sshd "(?:(?! from ).)*$" -- bans an innocent address. So an address must not be followed by
+# [\w-] or by "." + a word character; a sentence dot, ":port", "]", "," and "/" still end it.
+# IPv6 must not stop inside a longer colon-hex run that turns into a name either
+# ("2001:db8::9:0.evil"); ":port" after it stays fine. A DNS capture ends the same way, so it
+# cannot stop at the address inside a name either.
+
+
+def _ends(dash: bool, dot: bool) -> tuple[str, str]:
+    """The lookaheads that end an address (and a name) and an IPv6 address. ``dash``/``dot``:
+    the regex itself goes on with a literal "-"/"." (fail2ban's sshd "Remote: <HOST>-\\d+"):
+    the filter has said what follows the host, so that character may follow."""
+    word = r"\w" if dash else r"[\w-]"
+    v6_word = r"[g-zG-Z_]" if dash else r"[g-zG-Z_-]"
+    dot_word = "" if dot else r"|\.\w"
+    return (f"(?!{word}{dot_word})",
+            f"(?!{word}{dot_word}|:[0-9a-fA-F:]*(?:{v6_word}{dot_word}))")
+
+
+def _host_tags(dash: bool, dot: bool) -> dict[str, str]:
+    end, end6 = _ends(dash, dot)
+    ip4 = rf"(?:::f{{4,6}}:)?(?P<ip4>{IPV4}){end}"  # IPv4, also as IPv4-mapped IPv6
+    ip6 = rf"(?P<ip6>{IPV6}){end6}"
+    addr = rf"\[?(?:{ip4}|{ip6})\]?"
+    dns = rf"(?P<dns>[\w\-.^_]*\w){end}"
+    return {"IP4": ip4, "IP6": ip6, "ADDR": addr, "DNS": dns, "HOST": rf"(?:{addr}|{dns})",
+            "SUBNET": rf"\[?(?:{ip4}|{ip6})(?:/{_CIDR_GROUP})?\]?"}
+
+
+_HOST_TAGS = {(dash, dot): _host_tags(dash, dot) for dash in (False, True) for dot in (False, True)}
+# the tags above, and their capturing spellings (<F-IP4/> ...; there is no <F-HOST/>)
+_ADDRESS_TAGS = {**{n: n for n in _HOST_TAGS[False, False]},
+                 **{f"F-{n}/": n for n in _HOST_TAGS[False, False] if n != "HOST"}}
 
 _SIMPLE_TAGS = {
-    "IP4": _IP4_GROUP,
-    "IP6": _IP6_GROUP,
-    "ADDR": _ADDR,
     "CIDR": _CIDR_GROUP,
-    "SUBNET": _SUBNET,
-    "DNS": _DNS_GROUP,
+    "F-CIDR/": _CIDR_GROUP,
     "F-ID/": r"(?P<fid>\S+)",
     "F-PORT/": r"(?P<fport>\w+)",
 }
-for _name in ("IP4", "IP6", "ADDR", "CIDR", "SUBNET", "DNS"):
-    _SIMPLE_TAGS[f"F-{_name}/"] = _SIMPLE_TAGS[_name]
 
 _TAG = re.compile(r"</?[\w\-]+/?>")
 _CAPTURE = re.compile(r"^(/?)F-([A-Z0-9_\-]+)$")
@@ -62,8 +87,11 @@ def expand_tags(regex: str, *, usedns: str = "yes") -> str:
         nonlocal skiplines
         tag = m.group()
         name = tag[1:-1]
-        if name == "HOST":
-            return _ADDR if usedns == "no" else _HOST
+        host_tag = _ADDRESS_TAGS.get(name)
+        if host_tag is not None:
+            rest = m.string[m.end():m.end() + 2]
+            tags = _HOST_TAGS[rest.startswith(("-", "\\-")), rest == "\\."]
+            return tags["ADDR" if host_tag == "HOST" and usedns == "no" else host_tag]
         if name == "SKIPLINES":
             skiplines += 1
             return rf"\n(?P<skiplines{skiplines - 1}>(?:(?:.*\n)*?))"

@@ -1,8 +1,9 @@
 """The contract every log source keeps: what it yields, what it reports, how it is resumed.
 
 Owns the small vocabulary shared by the file and journal sources and the daemon: `Batch` (lines
-plus the position to persist after them), `SourceStatus` (a health change the daemon shows in
-`banish status`), `Position` / `JournalCursor` (what the store saves), and the `Source` protocol.
+plus the position to persist after them, or none for a replay), `SourceStatus` (a health change
+the daemon shows in `banish status`), `Position` / `JournalCursor` (what the store saves), and
+the `Source` protocol.
 Must not do I/O, read clocks, or know about matching, jails or the store's schema.
 """
 
@@ -61,6 +62,15 @@ class Batch:
     The daemon persists ``position`` only after the lines were processed, so a crash in between
     re-reads the batch instead of losing it. A batch may have no lines when only the position
     moved (rotation, truncation, a skipped over-long line).
+
+    ``position`` is None for a *replay*: lines logged within ``since`` and before a stored
+    position, which a previous run already counted. Failure windows live in memory only, so a
+    restarted daemon gets them again once, to rebuild its windows exactly (an address with
+    ``maxretry - 1`` failures before a crash and one after it is banned; one with
+    ``maxretry - 1`` before and none after is not). They are processed like any lines, but
+    there is nothing to persist after them: the stored position is already past them and must
+    never move back. A source delivers the replay of a file (or journal) before any other
+    batch of it.
     """
 
     lines: tuple[LogLine, ...]
@@ -80,7 +90,9 @@ class Source(Protocol):
     """What the daemon drives: one async generator of events per source, and a health snapshot.
 
     ``events()`` runs until it is closed (``aclose()``, or cancelling the task iterating it);
-    closing releases every descriptor and watch the source holds.
+    closing releases every descriptor and watch the source holds. Each run delivers every line
+    at most once: a source resumed at a stored position replays the lines between ``since``
+    and that position (``Batch.position`` None), then continues at the position itself.
     """
 
     @property

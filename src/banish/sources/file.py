@@ -1,7 +1,8 @@
 """Following log files named by paths or glob patterns, across rotations, truncations and restarts.
 
 Owns `FileSource`: which files a ``logpath`` means right now, where to start in each (a stored
-`Position`, else the first line inside ``findtime``, else 0 for files that appear later), when
+`Position`, after replaying the lines of ``findtime`` before it; else the first line inside
+``findtime``; else 0 for files that appear later), when
 a name starts pointing at a new file (rename+create rotation: the old file is read to its end
 first), when a file was truncated under us (copytruncate: start again at 0), and how we learn of
 changes (one inotify watch per directory on the loop's shared descriptor, or polling, also for
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Literal
@@ -43,7 +45,9 @@ from banish.sources.inotify import (
     shared_hub,
 )
 from banish.sources.linereader import LineReader, head_hash, open_regular
-from banish.sources.seek import find_start
+from banish.sources.seek import RangeReader, find_start
+
+log = logging.getLogger("banish.sources")
 
 Backend = Literal["auto", "inotify", "polling"]
 
@@ -53,13 +57,14 @@ _STRUCTURE = ~IN_MODIFY  # any other event (create, delete, move, attrib, overfl
 class _Tracked:
     """One logical file: a name we follow, what it points to now, and what it pointed to."""
 
-    __slots__ = ("explicit", "old", "path", "reader", "resume", "status", "use_since")
+    __slots__ = ("explicit", "old", "path", "reader", "replay", "resume", "status", "use_since")
 
     def __init__(self, path: str, *, explicit: bool, resume: Position | None, use_since: bool):
         self.path = path
         self.explicit = explicit  # named without wildcards: kept even while missing
         self.reader: LineReader | None = None
         self.old: list[LineReader] = []  # rotated away or deleted, still being read to the end
+        self.replay: RangeReader | None = None  # lines before the stored position, read again
         self.resume = resume  # stored position, used by the first successful open only
         self.use_since = use_since  # existed at start without a stored position
         self.status: SourceStatus | None = None
@@ -68,9 +73,15 @@ class _Tracked:
 class FileSource:
     """Follows every file matching ``logpath`` (one pattern or several), yielding `Batch` es.
 
-    ``positions`` (by path) resume where a previous run stopped. Files present at start without
-    a position begin at the first line dated ``>= since`` (found by binary search with
-    ``date_of``), or at 0 when ``since`` is None. Files that appear later begin at 0.
+    ``positions`` (by path) resume where a previous run stopped. Before that, the lines of the
+    stored position's file dated ``>= since`` and before the position are *replayed*: delivered
+    once more in batches without a position (see `Batch`), so that the failure windows, which
+    live in memory only, hold exactly what they held before the restart. The start of the
+    replay is found by binary search with ``date_of``; its end is the stored position, where
+    reading goes on, so no line comes twice. A stored position whose file was renamed away
+    (rotated while we were down) is found by inode and head hash: its replay, then its rest,
+    then the new file. Files present at start without a position begin at the first line dated
+    ``>= since``, or at 0 when ``since`` is None. Files that appear later begin at 0.
 
     ``backend``: ``inotify`` watches each directory; ``polling`` stats every ``poll_interval``
     seconds; ``auto`` uses inotify when it can. Without a ``hub``, every source of the running
@@ -187,7 +198,7 @@ class FileSource:
         finally:
             self._stop_watching()
             for t in self._files.values():
-                for r in (t.reader, *t.old):
+                for r in (t.reader, *t.old, t.replay):
                     if r is not None:
                         r.close()
 
@@ -311,7 +322,8 @@ class FileSource:
                 )
         for t in list(self._files.values()):
             yield from self._check_file(t)
-            if not t.explicit and t.path not in matched and t.reader is None and not t.old:
+            gone = t.reader is None and not t.old and t.replay is None
+            if not t.explicit and t.path not in matched and gone:
                 del self._files[t.path]
 
     def _check_file(self, t: _Tracked) -> Iterator[SourceEvent]:
@@ -375,10 +387,16 @@ class FileSource:
             )
             if same:
                 offset = pos.offset
+                t.replay = self._replay(t.path, fd, offset)
             else:  # rotated while we were away: finish the old file first if it is still here
                 old = self._find_rotated(t.path, pos)
                 if old is not None:
+                    t.replay = self._replay(t.path, old.fd, pos.offset)
                     t.old.append(old)
+                else:
+                    log.info("[%s] %s was rotated or truncated while banish was down and the "
+                             "old file is not found by inode: its failures within findtime are "
+                             "not replayed", self._name, t.path)
         elif t.use_since and self._since is not None and self._date_of is not None:
             offset = find_start(
                 fd,
@@ -391,6 +409,29 @@ class FileSource:
             )
         t.resume, t.use_since = None, False
         return self._reader(t.path, fd, st.st_ino, offset)
+
+    def _replay(self, path: str, fd: int, end: int) -> RangeReader | None:
+        """The lines dated ``>= since`` before a stored position ``end``: what the previous run
+        had counted in its failure windows, read again because windows are not stored.
+
+        Best effort: a file we cannot search is not replayed (reading still resumes at ``end``).
+        """
+        if self._since is None or self._date_of is None or end <= 0:
+            return None
+        try:
+            start = find_start(fd, end, self._since, self._date_of, encoding=self._encoding,
+                               path=path, progress=self._progress)
+            if start >= end:
+                return None
+            replay = RangeReader(fd, start, end, read_size=self._read_size,
+                                 max_line=self._max_line, encoding=self._encoding)
+        except OSError as exc:
+            log.warning("[%s] %s: cannot read again the lines before the stored position: %s",
+                        self._name, path, _reason(exc))
+            return None
+        log.info("[%s] %s: replaying %d bytes logged in findtime before the stored position",
+                 self._name, path, end - start)
+        return replay
 
     def _reader(self, path: str, fd: int, inode: int, offset: int) -> LineReader:
         return LineReader(
@@ -450,8 +491,23 @@ class FileSource:
     # -- reading ----------------------------------------------------------------------------
 
     def _read_once(self, t: _Tracked) -> tuple[list[SourceEvent], bool]:
-        """One chunk from the oldest unfinished file behind this name; and whether bytes came."""
+        """One chunk from the oldest unfinished file behind this name; and whether bytes came.
+
+        The replay comes first: its lines are older than anything after the stored position.
+        """
         out: list[SourceEvent] = []
+        if t.replay is not None:
+            try:
+                replayed = t.replay.read_chunk()
+            except OSError as exc:
+                log.warning("[%s] %s: replay stopped: %s", self._name, t.path, _reason(exc))
+                replayed = None
+            if replayed is not None:
+                if replayed:
+                    out.append(self._batch(t, replayed, None))
+                return out, True
+            t.replay.close()
+            t.replay = None
         for old in list(t.old):
             try:
                 lines, got = old.read_chunk()
@@ -460,7 +516,7 @@ class FileSource:
                 return out, False
             if got:
                 if lines:
-                    out.append(self._batch(t, old, lines))
+                    out.append(self._batch(t, lines, old.position()))
                 return out, True
             if self._writer_moved_on(t, old):
                 t.old.remove(old)
@@ -479,7 +535,7 @@ class FileSource:
             if t.status is not None and t.status.state == "error":
                 out.extend(self._readable(t))
             if lines:
-                out.append(self._batch(t, r, lines))
+                out.append(self._batch(t, lines, r.position()))
         return out, got
 
     @staticmethod
@@ -497,9 +553,10 @@ class FileSource:
         except OSError:
             return True
 
-    def _batch(self, t: _Tracked, r: LineReader, lines: list[str]) -> Batch:
+    @staticmethod
+    def _batch(t: _Tracked, lines: list[str], position: Position | None) -> Batch:
         src = t.path
-        return Batch(tuple([LogLine(text, src) for text in lines]), r.position())
+        return Batch(tuple([LogLine(text, src) for text in lines]), position)
 
     # -- health -----------------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 Owns `parse_journalmatch` (fail2ban's ``journalmatch`` syntax), `format_entry` (the one-line
 text filters written for syslog files expect: ``HOST IDENT[PID]: MESSAGE``), and
-`JournalSource`, which opens the local journal or a directory / list of journal files, seeks to
-a saved cursor (else to ``since``), and follows new entries through the journal's own inotify
-descriptor on the asyncio loop. Must not match lines or persist cursors (the daemon does, from
-each `Batch`).
+`JournalSource`, which opens the local journal or a directory / list of journal files, replays
+the entries from ``since`` to a saved cursor and goes on after it (else starts at ``since``),
+and follows new entries through the journal's own inotify descriptor on the asyncio loop. Must
+not match lines or persist cursors (the daemon does, from each `Batch`).
 
 Binding: systemd-python (``pip install systemd-python``; it builds against the host's
 libsystemd: apt ``libsystemd-dev pkg-config gcc``), the same API as Debian's python3-systemd.
@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from banish.events import LogLine
 from banish.sources.base import Batch, JournalCursor, SourceEvent, SourceStatus, StatusState
+
+log = logging.getLogger("banish.sources")
 
 _FIELD = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
 
@@ -159,6 +162,13 @@ class JournalSource:
     Starts right after ``cursor`` when given and still in the journal; else at the first entry
     with a time ``>= since``; else at the head. Each batch's position is the cursor of its last
     entry. ``flags`` are sd_journal_open flags for the local journal (default: system only).
+
+    With both ``cursor`` and ``since``, the entries from ``since`` up to and including the
+    cursor's own come first, as a replay (batches without a position, see `Batch`): a previous
+    run counted them in failure windows that died with it. If that entry is gone (vacuumed), or
+    older than ``since``, there is nothing to replay and reading goes on after the cursor. If
+    the journal ends before the replay met it (a clock step reordered entries, a changed
+    ``journalmatch``), reading goes on from there: no entry is ever delivered twice.
     """
 
     def __init__(
@@ -191,6 +201,7 @@ class JournalSource:
         self._status: SourceStatus | None = None
         self._pending = False  # the reader stands on an entry not yet delivered
         self._skip_before: int | None = None  # entries received before this (µs) are older
+        self._replay_to: tuple[JournalCursor, int] | None = None  # the replay's last entry, time
 
     @property
     def name(self) -> str:
@@ -234,15 +245,30 @@ class JournalSource:
     def _seek(self, r: _Reader) -> None:
         """Position before the first entry to deliver; sets ``_pending`` if already on it."""
         self._pending = False
+        self._replay_to = None
         if self._cursor is not None:
             try:
                 r.seek_cursor(self._cursor)
             except (OSError, ValueError):
-                pass  # a malformed cursor: fall back to since
+                log.warning("[%s] the saved journal cursor is not valid: starting %s", self._name,
+                            "at the head" if self._since is None else "inside findtime")
             else:
-                if r._next() and not r.test_cursor(self._cursor):
+                if not r._next():
+                    return  # nothing at or after it (yet)
+                if not r.test_cursor(self._cursor):
                     # That entry is gone (vacuumed): we stand on the next one, still unread.
                     self._pending = True
+                    log.warning("[%s] the saved cursor's entry is no longer in the journal "
+                                "(vacuumed?): reading on from the next entry; the failures "
+                                "before it are not replayed", self._name)
+                    return
+                at = r._get_realtime()
+                if self._since is not None and at >= self._since * 1_000_000:
+                    r.seek_realtime(self._since)
+                    self._skip_before = int(self._since * 1_000_000)
+                    self._replay_to = (self._cursor, at)
+                    log.info("[%s] replaying the journal entries from findtime to the saved "
+                             "cursor", self._name)
                 return
         if self._since is not None:
             r.seek_realtime(self._since)
@@ -252,12 +278,18 @@ class JournalSource:
             r.seek_head()
 
     def _collect(self, r: _Reader) -> Batch | None:
+        """The next batch: a replay batch ends at the saved cursor's entry, never mixed."""
         lines: list[LogLine] = []
         cursor: str | None = None
+        replay = self._replay_to
         while len(lines) < self._batch_size:
             if self._pending:
                 self._pending = False
             elif not r._next():
+                if replay is not None:
+                    log.warning("[%s] the journal ended before the replay met the saved "
+                                "cursor's entry: reading on from here", self._name)
+                    self._replay_to = None
                 break
             realtime = r._get_realtime()
             if self._skip_before is not None:
@@ -276,7 +308,13 @@ class JournalSource:
                     entry_time(fields, realtime),
                 )
             )
-            cursor = r._get_cursor()
+            if replay is None:
+                cursor = r._get_cursor()
+            elif realtime == replay[1] and r.test_cursor(replay[0]):
+                self._replay_to = None  # the last entry the previous run counted
+                break
+        if replay is not None:
+            return Batch(tuple(lines), None) if lines else None
         if cursor is None:
             return None
         self._cursor = cursor

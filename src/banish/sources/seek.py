@@ -1,10 +1,13 @@
-"""Finding where "recent" starts in a big, time-ordered log without reading all of it.
+"""Finding where "recent" starts in a big, time-ordered log, and reading a part of it again.
 
 Owns `find_start`: a binary search over byte offsets (seek, skip to the next line start, parse
-the first dated line there) that narrows the file to a small window, then a short linear scan.
-It is how a file source with no stored position reads only the last ``findtime`` of existing
-content. Must not keep descriptors, read clocks (``since`` is given) or know any date format
-(``date_of`` is given).
+the first dated line there) that narrows the file (or its first ``size`` bytes) to a small
+window, then a short linear scan. It is how a file source with no stored position reads only
+the last ``findtime`` of existing content, and how one resumed at a stored position finds the
+lines of the last ``findtime`` before it. Owns `RangeReader`: the lines of one byte range, read
+again a chunk at a time (that replay, see `banish.sources.file`). Must not read clocks
+(``since`` is given) or know any date format (``date_of`` is given); `find_start` keeps no
+descriptor, a `RangeReader` only its own duplicate.
 
 Logs are only *mostly* ordered (several writers, clock steps): the search assumes order only to
 choose a window, and the linear scan then returns the first line dated ``>= since`` after the
@@ -75,6 +78,8 @@ def find_start(
 ) -> int:
     """Offset of the first complete line dated ``>= since``; end of the last complete line if
     there is none. Undated lines (continuations) just before it are skipped with the older ones.
+    Only the first ``size`` bytes are read, even if the file is longer (a replay stops at a
+    stored position).
 
     Cost: about log2(size / WINDOW) probes of a few KiB, then one scan of a window; an undated
     file is scanned whole (``progress`` reports it).
@@ -108,7 +113,7 @@ def _scan(
     carry = b""
     base = pos  # file offset of carry[0]
     while pos < size:
-        chunk = os.pread(fd, _SCAN_CHUNK, pos)
+        chunk = os.pread(fd, min(_SCAN_CHUNK, size - pos), pos)
         if not chunk:
             break
         pos += len(chunk)
@@ -134,3 +139,64 @@ def _scan(
         if progress is not None:
             progress(path, min(pos, size), size)
     return base
+
+
+class RangeReader:
+    """The lines of bytes ``[start, end)`` of an open file, one bounded chunk at a time.
+
+    Reads from its own duplicate of ``fd``: the file source may close or hand over the
+    original (rotation, deletion) while a replay is still under way. Lines are cut at
+    ``max_line`` like `banish.sources.linereader.LineReader` cuts them, so a line reads the
+    same replayed as it read live. ``end`` is a stored position, hence a line start; bytes of
+    an unfinished line left before it (a position inside an over-long line) are dropped, since
+    reading resumes at ``end`` inside that line anyway. A file that shrank under us ends the
+    range early.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        start: int,
+        end: int,
+        *,
+        read_size: int,
+        max_line: int,
+        encoding: str,
+    ) -> None:
+        self.fd = os.dup(fd)
+        self.pos = start
+        self.end = end
+        self._read_size = read_size
+        self._max_line = max_line
+        self._encoding = encoding
+        self._carry = b""
+        self._skipping = False
+
+    def read_chunk(self) -> list[str] | None:
+        """The complete lines of the next chunk (possibly none); None once the range is done
+        (the descriptor is closed then)."""
+        n = min(self._read_size, self.end - self.pos)
+        data = os.pread(self.fd, n, self.pos) if n > 0 and self.fd >= 0 else b""
+        if not data:
+            self.close()
+            return None
+        self.pos += len(data)
+        cap = self._max_line
+        if self._skipping:  # the rest of a line already delivered cut at max_line
+            nl = data.find(b"\n")
+            if nl < 0:
+                return []
+            data = data[nl + 1 :]
+            self._skipping = False
+        parts = (self._carry + data).split(b"\n")
+        self._carry = parts.pop()
+        lines = [_decode(p[:cap], self._encoding) for p in parts]
+        if len(self._carry) >= cap:
+            lines.append(_decode(self._carry[:cap], self._encoding))
+            self._carry, self._skipping = b"", True
+        return lines
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
