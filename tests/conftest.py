@@ -86,3 +86,11 @@ def sigpipe_as_python_sets_it() -> Iterator[None]:
     before = signal.getsignal(signal.SIGPIPE)
     yield
     signal.signal(signal.SIGPIPE, before)
+
+
+@pytest.fixture(autouse=True)
+def no_ssh_session_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run the same from an SSH login and from CI: the developer's SSH session would
+    otherwise reach every `banish reload` request (and the friends-only guard)."""
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.delenv("SSH_CLIENT", raising=False)

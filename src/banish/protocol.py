@@ -1,5 +1,8 @@
 """The control protocol: ONE command table shared by the CLI and the daemon.
 
+This module is over 600 lines because it is the ONE command table: splitting the table from
+its wire checks would give two places that must agree, which is what it exists to prevent.
+
 Owns the list of control commands (name, CLI arguments, ``--help`` text, wire arguments,
 result shape), the translation of fail2ban-client spellings into those commands, the wire
 format, request validation and the errors a client reports. Must not do I/O: the server
@@ -50,6 +53,7 @@ Not supported (deliberately): ``reload --restart``/``--if-exists``, ``set logtar
 /``dbpurgeage`` (banish.conf and a reload or restart), ``get JAIL banip SEP``, status flavours
 (``status JAIL cymru``), ``banned`` with several addresses, ``add``/``start``/``stop`` of a
 single jail, ``--report-absent``.
+
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ SUMMARY_KEYS = frozenset({"jail", "currently_failed", "total_failed", "currently
                           "total_banned"})
 STATUS_KEYS = frozenset({"jails", "jail_count", "summary", "skipped", "firewall_errors",
                          "failed_bans", "store_backlog", "store_error", "file_errors",
-                         "subscribers"})
+                         "subscribers", "friends", "names"})
 JAIL_STATUS_KEYS = SUMMARY_KEYS | {"banned", "files", "file_errors", "backend"}
 BANNED_KEYS = frozenset({"jail", "ip", "banned_at", "expires_at", "bantime", "origin"})
 
@@ -344,7 +348,10 @@ def _set(values: Mapping[str, Any]) -> Request:
 
 
 def _reload(values: Mapping[str, Any]) -> Request:
-    return Request("reload", {"jail": values.get("jail"), "unban": bool(values.get("unban"))})
+    # The SSH session this runs in (if any): a friends-only service must not cut it off.
+    session = os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT") or None
+    return Request("reload", {"jail": values.get("jail"), "unban": bool(values.get("unban")),
+                              "i_know": bool(values.get("i_know")), "session": session})
 
 
 _JAIL_OPT = Arg(("jail",), "jail name", nargs="?", metavar="JAIL")
@@ -405,8 +412,11 @@ COMMANDS: tuple[Command, ...] = (
         "lifts every ban (of JAIL only, when given), as fail2ban-client's reload --unban. "
         "A reload ends run-time changes (set ...): the configuration's values return.",
         (Arg(("--unban",), "lift the bans (of JAIL when given) as well", action="store_true"),
+         Arg(("--i-know",), "apply a friends-only service even if it cuts off this SSH "
+             "session", action="store_true"),
          _JAIL_OPT),
-        (Field("jail", "str"), Field("unban", "bool")),
+        (Field("jail", "str"), Field("unban", "bool"), Field("i_know", "bool"),
+         Field("session", "str")),
         '{"jails": [...], "skipped": [{"jail", "error"}]}',
         _reload,
     ),
@@ -441,8 +451,7 @@ COMMANDS: tuple[Command, ...] = (
         "set", "change a jail setting, or the log level, at run time",
         "Change a setting of a running jail until the next reload: maxretry, findtime, "
         "bantime (failure windows start over), addignoreip / delignoreip IP|NET|NAME... "
-        "(windows kept; only banish's own check changes: the firewall's allow set keeps the "
-        "configured ignoreip until a reload). Without JAIL: 'set loglevel LEVEL' (CRITICAL, "
+        "(windows kept; the kernel's allow set follows at once). Without JAIL: 'set loglevel LEVEL' (CRITICAL, "
         "ERROR, WARNING, NOTICE, INFO, DEBUG or a number) until the next reload. "
         "fail2ban spellings: 'set JAIL banip IP...', 'set JAIL unbanip IP...'.",
         (_SETTING_OF,

@@ -3,7 +3,8 @@ themselves (nft, ipset, iptables-save/iptables), never through the backend under
 
 A backend joins the contract tests by adding a probe class to `PROBES`. ``timeouts`` says
 whether the kernel keeps the time left of a ban (iptables rules have none: the daemon lifts
-those bans itself).
+those bans itself). ``allowed`` and ``friends`` read a jail's allow list and a friends-only
+service's friends as the kernel holds them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import math
 import re
+import shutil
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from ipaddress import ip_address, ip_network
@@ -26,6 +28,17 @@ from tests.integration.netns import Namespace, link, namespace
 
 SSHD = JailFirewall("sshd", ports=(22, (2000, 2999)), allow=(ip_network("192.0.2.128/25"),))
 WEB = JailFirewall("web", ports=(80, 443), blocktype="drop")
+
+
+TOOLS = {"nftables": ("nft",), "ipset": ("ipset", "iptables"), "iptables": ("iptables",)}
+"""The tools each backend runs."""
+
+
+def need_tools(kind: str) -> None:
+    """Skip the test unless backend ``kind``'s tools are installed."""
+    for tool in TOOLS[kind]:
+        if shutil.which(tool) is None:
+            pytest.skip(f"'{tool}' is not installed")
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -87,6 +100,8 @@ class Probe(Protocol):
     timeouts: bool
 
     def bans(self, jail: str) -> dict[Network, float | None]: ...
+    def allowed(self, jail: str) -> set[Network]: ...
+    def friends(self, service: str) -> set[Network]: ...
     def flush_by_hand(self, jail: str) -> None: ...
     def add_by_hand(self, jail: str, address: str) -> None: ...
     def drop_structure_by_hand(self) -> None: ...
@@ -140,6 +155,23 @@ class NftProbe:
                     val = f"{val['prefix']['addr']}/{val['prefix']['len']}"
                 out[ip_network(val)] = left
         return out
+
+    def _listed(self, names: tuple[str, str]) -> set[Network]:
+        """The members of two interval sets (an IPv4 and an IPv6 list) as networks."""
+        sets = self.sets() if ("inet", "banish") in self.tables() else {}
+        out: set[Network] = set()
+        for name in names:
+            for val in sets.get(name, []):
+                if isinstance(val, dict):
+                    val = f"{val['prefix']['addr']}/{val['prefix']['len']}"
+                out.add(ip_network(val))
+        return out
+
+    def allowed(self, jail: str) -> set[Network]:
+        return self._listed((f"{jail}-allow4", f"{jail}-allow6"))
+
+    def friends(self, service: str) -> set[Network]:
+        return self._listed((f"{service}-friends4", f"{service}-friends6"))
 
     def flush_by_hand(self, jail: str) -> None:
         for name in self.sets():
@@ -242,7 +274,8 @@ class _XtablesProbe:
             chains, rules = save(self.ns, version)
             for _ in range(rules.get("INPUT", []).count(f"-j {self.hook}")):
                 iptables(self.ns, version, "-D", "INPUT", "-j", self.hook)
-            ours = [c for c in chains if c == self.hook or c.startswith(self.hook + "-")]
+            ours = [c for c in chains
+                    if c == self.hook or c.startswith((self.hook + "-", self.hook + ".f-"))]
             for chain in ours:
                 iptables(self.ns, version, "-F", chain)
             for chain in ours:
@@ -293,7 +326,7 @@ class _XtablesProbe:
         return True
 
 
-_SET = re.compile(r"banish-.+-[hn][46]")
+_SET = re.compile(r"banish-.+-[hnaf][46]")
 
 
 class IpsetProbe(_XtablesProbe):
@@ -312,6 +345,17 @@ class IpsetProbe(_XtablesProbe):
             for text, left in members.get(name, {}).items():
                 out[ip_network(text)] = None if not left else float(left)
         return out
+
+    def _listed(self, owner: str, kind: str) -> set[Network]:
+        members = ipset_members(self.ns)
+        return {ip_network(text) for v in (4, 6)
+                for text in members.get(fitted("banish-", owner, f"-{kind}{v}", 31), {})}
+
+    def allowed(self, jail: str) -> set[Network]:
+        return self._listed(jail, "a")
+
+    def friends(self, service: str) -> set[Network]:
+        return self._listed(service, "f")
 
     def flush_by_hand(self, jail: str) -> None:
         for name in self.sets(jail):
@@ -355,6 +399,24 @@ class IptablesProbe(_XtablesProbe):
 
     def bans(self, jail: str) -> dict[Network, float | None]:
         return {net: None for v in (4, 6) for _, net in self._ban_rules(jail, v)}
+
+    def _returns(self, chain: str) -> set[Network]:
+        """The sources of the ``-s NET -j RETURN`` rules of ``chain``, both IP versions."""
+        out: set[Network] = set()
+        for version in (4, 6):
+            for spec in save(self.ns, version)[1].get(chain, []):
+                tokens = spec.split()
+                if tokens[:1] == ["-s"] and tokens[2:] == ["-j", "RETURN"]:
+                    out.add(ip_network(tokens[1]))
+                elif tokens == ["-j", "RETURN"]:  # iptables-save leaves out "-s 0.0.0.0/0"
+                    out.add(ip_network("0.0.0.0/0" if version == 4 else "::/0"))
+        return out
+
+    def allowed(self, jail: str) -> set[Network]:
+        return self._returns(self.chain(jail))
+
+    def friends(self, service: str) -> set[Network]:
+        return self._returns(fitted(f"{self.hook}.f-", service, "", 28))
 
     def flush_by_hand(self, jail: str) -> None:
         """Deletes the ban rules one by one, as an admin would; the allow rules stay."""

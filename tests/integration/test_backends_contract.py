@@ -5,12 +5,13 @@ Parametrized over `probes.PROBES`: a backend joins by adding a probe (how to rea
 its state by hand) and must then pass the same tests. Bans go in as ``banish.events.Ban`` with
 an absolute end, unbans as ``BanKey``; every call passes ``probes.NOW``. Where a firewall keeps
 no time left (iptables rules), the tests check that the ban is there and that the kernel claims
-no timeout. Packet tests check what matters in the end: who can still connect.
+no timeout. Packet tests check what matters in the end: who can still connect. Friends-only
+services and allow lists changing at run time have their own file, test_friends_backends.py,
+parametrized the same way.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import ip_network
@@ -18,6 +19,7 @@ from ipaddress import ip_network
 import pytest
 
 from banish.actions import Backend, BackendOptions, JailFirewall, create
+from banish.actions.base import FriendsOnly
 from banish.events import Ban
 from tests.integration.netns import (
     Namespace,
@@ -38,18 +40,11 @@ from tests.integration.probes import (
     close_to,
     key,
     namespace_or_skip,
+    need_tools,
     run,
 )
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
-
-TOOLS = {"nftables": ("nft",), "ipset": ("ipset", "iptables"), "iptables": ("iptables",)}
-
-
-def _need_tools(kind: str) -> None:
-    for tool in TOOLS[kind]:
-        if shutil.which(tool) is None:
-            pytest.skip(f"'{tool}' is not installed")
 
 
 @dataclass
@@ -71,16 +66,19 @@ def ns() -> Iterator[Namespace]:
 
 @pytest.fixture(params=sorted(PROBES))
 def fw(request: pytest.FixtureRequest, ns: Namespace) -> Firewall:
-    _need_tools(request.param)
+    need_tools(request.param)
     backend = create(request.param, BackendOptions(netns=ns.name))
     return Firewall(request.param, backend, PROBES[request.param](ns), ns)
 
 
 def test_start_creates_structure_and_stop_removes_only_its_own(fw: Firewall) -> None:
     fw.probe.add_foreign()
-    run(fw.backend.start([SSHD, WEB]))
+    friends = (ip_network("192.0.2.7/32"), ip_network("2001:db8::/64"))
+    run(fw.backend.start([SSHD, WEB], [FriendsOnly("sshd", ports=(22,), friends=friends)]))
     assert fw.probe.started([SSHD, WEB])
     assert fw.probe.bans("sshd") == {}
+    assert fw.probe.allowed("sshd") == {ip_network("192.0.2.128/25")}
+    assert fw.probe.friends("sshd") == set(friends)  # a service may share a jail's name
     run(fw.backend.ban([ban("198.51.100.7")], NOW))
     run(fw.backend.stop())
     assert fw.probe.stopped()
@@ -362,7 +360,7 @@ def pair() -> Iterator[tuple[Namespace, Namespace]]:
 def test_packets_banned_sources_cannot_connect(
     kind: str, pair: tuple[Namespace, Namespace]
 ) -> None:
-    _need_tools(kind)
+    need_tools(kind)
     server, client = pair
     backend = create(kind, BackendOptions(netns=server.name))
     ssh = JailFirewall("ssh", ports=(2222,), allow=(ip_network("10.200.3.9/32"),))

@@ -82,7 +82,8 @@ class FakeDaemon:
                        for j in JAILS]
             return {"jails": list(JAILS), "jail_count": len(JAILS), "summary": summary,
                     "skipped": [], "firewall_errors": [], "failed_bans": 0, "subscribers": [],
-                    "store_backlog": 0, "store_error": "", "file_errors": []}
+                    "store_backlog": 0, "store_error": "", "file_errors": [],
+                    "friends": [], "names": []}
         if cmd == "ban":
             fresh = [ip for ip in args["ips"] if (args["jail"], ip) not in self.bans]
             for ip in fresh:
@@ -279,10 +280,10 @@ VERBS = [
     (["banned"], ("banned", {"ip": None, "jail": None}), []),
     (["banned", "--jail", "sshd"], ("banned", {"ip": None, "jail": "sshd"}),
      [["get", "sshd", "banned"], ["get", "sshd", "banip"], ["get", "sshd", "banip", "--with-time"]]),
-    (["reload"], ("reload", {"jail": None, "unban": False}), []),
-    (["reload", "nginx"], ("reload", {"jail": "nginx", "unban": False}), []),
-    (["reload", "--unban"], ("reload", {"jail": None, "unban": True}), []),
-    (["reload", "--unban", "nginx"], ("reload", {"jail": "nginx", "unban": True}), []),
+    (["reload"], ("reload", {"jail": None, "unban": False, "i_know": False, "session": None}), []),
+    (["reload", "nginx"], ("reload", {"jail": "nginx", "unban": False, "i_know": False, "session": None}), []),
+    (["reload", "--unban"], ("reload", {"jail": None, "unban": True, "i_know": False, "session": None}), []),
+    (["reload", "--unban", "nginx"], ("reload", {"jail": "nginx", "unban": True, "i_know": False, "session": None}), []),
     (["get", "sshd", "maxretry"], ("get", {"jail": "sshd", "param": "maxretry"}), []),
     (["get", "loglevel"], ("get", {"jail": None, "param": "loglevel"}), []),
     (["set", "sshd", "bantime", "600"], ("set", {"jail": "sshd", "param": "bantime",

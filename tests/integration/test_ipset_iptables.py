@@ -17,7 +17,9 @@ import pytest
 
 from banish.actions import BackendError, BackendOptions, JailFirewall, create, names, registry
 from banish.actions import iptables as iptables_backend
-from banish.actions.ipset import IpsetBackend, _seconds
+from banish.actions.base import FriendsOnly
+from banish.actions.ipset import LAYOUT as IPSET_LAYOUT
+from banish.actions.ipset import IpsetBackend, _seconds, list_name, set_name
 from banish.actions.iptables import IptablesBackend
 from banish.actions.xtables import fit_name, jump_rules, parse_source_rule
 from tests.integration.netns import Namespace, connect, skip_reason, tcp_server
@@ -62,6 +64,15 @@ def test_names_fit_kernel_limits_and_stay_apart() -> None:
         assert len(fa) == limit == len(fb) and fa != fb
         assert fa.startswith("banish-xxx") and fa.endswith("-h4") and "~" in fa
     assert fit_name("banish-", a, "", 28) == fit_name("banish-", a, "", 28)  # stable
+    # a friends-only service may share a jail's name: its chain and sets never do
+    for layout in (IPSET_LAYOUT, iptables_backend.LAYOUT):
+        for name in ("sshd", a):
+            service, jail = layout.service_chain(name), layout.jail_chain(name)
+            assert len(service) <= 28 and service != jail and layout.owns(service)
+            assert service not in (layout.input, layout.forward)
+        assert {list_name(name, v, k) for name in ("sshd", a) for v in (4, 6) for k in "af"
+                }.isdisjoint({set_name(name, v, n) for name in ("sshd", a) for v in (4, 6)
+                              for n in (False, True)})
 
 
 def test_ipset_timeouts_are_whole_seconds_never_shorter_and_zero_is_permanent() -> None:
@@ -139,14 +150,17 @@ def test_ipset_layout_names_types_and_rule_order(ns: Namespace) -> None:
     assert v4["banish-set.fwd"] == ["-j banish-set-all"]
     reject = "-j REJECT --reject-with icmp-port-unreachable"
     assert v4["banish-set-sshd"] == [
-        "-s 192.0.2.128/25 -j RETURN",
+        "-m set --match-set banish-sshd-a4 src -j RETURN",
         f"-m set --match-set banish-sshd-h4 src {reject}",
         f"-m set --match-set banish-sshd-n4 src {reject}",
     ]
+    assert "create banish-sshd-a4 hash:net family inet hashsize" in sets
+    assert "add banish-sshd-a4 192.0.2.128/25\n" in sets
     _, v6 = save(ns, 6)
-    assert v6["banish-set-sshd"][0] == "-m set --match-set banish-sshd-h6 src " + (
-        "-j REJECT --reject-with icmp6-port-unreachable"
-    )
+    assert v6["banish-set-sshd"][:2] == [
+        "-m set --match-set banish-sshd-a6 src -j RETURN",
+        "-m set --match-set banish-sshd-h6 src -j REJECT --reject-with icmp6-port-unreachable",
+    ]
 
 
 @needs_tools
@@ -172,6 +186,32 @@ def test_iptables_layout_one_rule_per_ban_after_the_allow_rules(ns: Namespace) -
         "-s 198.51.100.7/32 -j DROP",
         "-s 203.0.113.0/24 -j DROP",
     ]
+
+
+@needs_tools
+def test_friends_only_chains_come_before_every_jail_and_drop_the_rest(ns: Namespace) -> None:
+    friends = (ip_network("192.0.2.7/32"), ip_network("2001:db8::/64"))
+    service = FriendsOnly("sshd", ports=(22, 2222), friends=friends)
+    returns = {
+        "set": ("-m set --match-set banish-sshd-f4 src -j RETURN",
+                "-m set --match-set banish-sshd-f6 src -j RETURN"),
+        "ipt": ("-s 192.0.2.7/32 -j RETURN", "-s 2001:db8::/64 -j RETURN"),
+    }
+    backends: list[IpsetBackend | IptablesBackend] = [
+        IpsetBackend(netns=ns.name), IptablesBackend(netns=ns.name)]
+    for backend, tag in zip(backends, ("set", "ipt"), strict=True):
+        run(backend.start([SSHD], [service]))
+        for version in (4, 6):
+            _, rules = save(ns, version)
+            assert rules[f"banish-{tag}"] == [
+                f"-p tcp -m multiport --dports 22,2222 -j banish-{tag}.f-sshd",
+                f"-p tcp -m multiport --dports 22,2000:2999 -j banish-{tag}-sshd",
+            ]
+            assert rules[f"banish-{tag}.f-sshd"] == [returns[tag][version == 6], "-j DROP"]
+        run(backend.start([SSHD]))  # the service gone: its chain (and sets) too
+        assert not any(".f-" in chain for v in (4, 6) for chain in save(ns, v)[0])
+        assert not any(name.endswith(("-f4", "-f6")) for name in ipset_members(ns))
+        run(backend.stop())
 
 
 # --- batches refused whole ------------------------------------------------------------------------
@@ -373,8 +413,10 @@ def test_legacy_iptables_tools(kind: str, ns: Namespace) -> None:
     run(backend.ban([ban("198.51.100.7"), ban("2001:db8::/64")], NOW))
     run(backend.reconcile([ban("198.51.100.7"), ban("2001:db8::/64")], NOW))
     v4, v6 = ns.run("iptables-legacy-save"), ns.run("ip6tables-legacy-save")
+    allow = ("-m set --match-set banish-sshd-a4 src" if kind == "ipset"
+             else "-s 192.0.2.128/25")
     chain = f"banish-{'set' if kind == 'ipset' else 'ipt'}-sshd"
-    assert "-A INPUT -j banish-" in v4 and f"-A {chain} -s 192.0.2.128/25 -j RETURN" in v4
+    assert "-A INPUT -j banish-" in v4 and f"-A {chain} {allow} -j RETURN" in v4
     if kind == "iptables":
         assert "-s 198.51.100.7/32 -j REJECT" in v4 and "-s 2001:db8::/64 -j REJECT" in v6
     assert "banish" not in ns.run("iptables-save")  # the nf_tables variant saw nothing

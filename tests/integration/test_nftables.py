@@ -1,7 +1,7 @@
 """nftables specifics against a real kernel, each test inside its own throw-away network namespace.
 
 The Backend contract itself (shared with ipset and iptables) is in test_backends_contract.py;
-here: the table's layout, all-or-nothing batches, the registry, value checks (hostile address
+here: the table's layout (friends-only sets and rules included), all-or-nothing batches, the registry, value checks (hostile address
 texts never reach nft), the forward path through a Docker-style DNAT, interval sets at scale,
 and the probe checked against nft's own words.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from banish.actions import BackendError, BackendOptions, JailFirewall, create, resolve
-from banish.actions.base import BanEntry, entries, key_entries
+from banish.actions.base import BanEntry, FriendsOnly, entries, key_entries
 from banish.actions.nftables import NftablesBackend
 from banish.errors import ConfigError
 from banish.events import PERMANENT, Ban, BanKey
@@ -67,6 +67,24 @@ def test_nft_layout_allow_rules_come_first_and_sets_have_the_right_flags(ns: Nam
     assert {"@sshd-v4", "@sshd-v6", "@sshd-v4-24", "@sshd-v6-64"} == set(targets[2:])
     forward = [o["rule"] for o in objs if "rule" in o and o["rule"]["chain"] == "forward"]
     assert [r["expr"][-1] for r in forward] == [{"jump": {"target": "jail-all"}}]
+
+
+def test_nft_friends_only_sets_and_drop_rules_open_the_input_chain(ns: Namespace) -> None:
+    backend = create("nftables", BackendOptions(netns=ns.name))
+    friends = (ip_network("10.0.0.0/24"), ip_network("10.0.0.7/32"))
+    run(backend.start([SSHD], [FriendsOnly("ssh", ports=(22,), friends=friends)]))
+    objs = ns.nft_json("list", "table", "inet", "banish")
+    sets = {o["set"]["name"]: o["set"] for o in objs if "set" in o}
+    assert sets["ssh-friends4"]["flags"] == ["interval"]
+    assert sets["ssh-friends4"]["elem"] == [{"prefix": {"addr": "10.0.0.0", "len": 24}}]
+    assert "elem" not in sets["ssh-friends6"]  # no IPv6 friend: every IPv6 packet dropped
+    rules = [o["rule"]["expr"] for o in objs if "rule" in o and o["rule"]["chain"] == "input"]
+    assert [r[-2]["match"]["right"] for r in rules[:2]] == ["@ssh-friends4", "@ssh-friends6"]
+    assert [r[-2]["match"]["op"] for r in rules[:2]] == ["!=", "!="]
+    assert rules[2][-1] == {"jump": {"target": "jail-sshd"}}
+    run(backend.start([SSHD]))  # the service gone, its sets too
+    names = {o["set"]["name"] for o in ns.nft_json("list", "table", "inet", "banish") if "set" in o}
+    assert not any("friends" in name for name in names)
 
 
 def test_nft_failed_batch_applies_nothing(ns: Namespace) -> None:

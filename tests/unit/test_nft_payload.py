@@ -1,5 +1,6 @@
-"""The nftables payload: bans grouped into sets, and element lists written as JSON text that
-equals what json.dumps makes of the dict form.
+"""The nftables payload: bans grouped into sets, element lists written as JSON text that
+equals what json.dumps makes of the dict form, and the friends-only layout (set names that
+never meet a jail's, drop rules first, lists refilled rather than recreated).
 
 The text path exists for speed only (tests/integration covers what the kernel does with it); a
 difference here would send nft something else than the readable dict form says.
@@ -9,18 +10,26 @@ from __future__ import annotations
 
 import json
 import socket
+from ipaddress import ip_network
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from banish.actions.base import FriendsOnly, JailFirewall
 from banish.actions.nftpayload import (
+    Listing,
     SetKey,
+    allow_name,
     elements,
     elements_text,
+    friends_name,
+    friends_rules,
     group,
     group_keys,
     plain_addresses,
+    skeleton,
     timed,
     value,
 )
@@ -109,3 +118,67 @@ def test_impossible_prefix_lengths_are_refused(text: str) -> None:
         group([Ban(text, "sshd", NOW, 60)], NOW)
     with pytest.raises(ValueError, match="not a canonical address"):
         group_keys([BanKey(text, "sshd")])
+
+
+# --- friends-only services ----------------------------------------------------------------------
+
+names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+
+
+@given(service=names, jail=names, version=st.sampled_from([4, 6]),
+       prefixlen=st.integers(0, 128))
+def test_a_services_sets_never_bear_a_jails_set_name(service: str, jail: str, version: int,
+                                                     prefixlen: int) -> None:
+    """A jail named like "friends-ssh" or "ssh-friends4" must not capture (or lose) the
+    friends of a service: its sets end otherwise, whatever the names."""
+    jail_sets = {allow_name(jail, 4), allow_name(jail, 6),
+                 SetKey(jail, version, min(prefixlen, 32 if version == 4 else 128)).name}
+    assert not {friends_name(service, 4), friends_name(service, 6)} & jail_sets
+
+
+def test_friends_rules_drop_whoever_is_not_a_friend_in_each_ip_version() -> None:
+    service = FriendsOnly("ssh", ports=(22, (2000, 2010)), protocol="all")
+    rules = [r["add"]["rule"] for r in friends_rules(service)]
+    assert [r["chain"] for r in rules] == ["input", "input"]
+    l4 = {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
+                    "right": {"set": ["tcp", "udp", "sctp", "udplite"]}}}
+    dport = {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},
+                       "right": {"set": [22, {"range": [2000, 2010]}]}}}
+    for rule, proto, version in zip(rules, ("ip", "ip6"), (4, 6), strict=True):
+        assert rule["expr"] == [
+            l4, dport,
+            {"match": {"op": "!=", "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                       "right": f"@ssh-friends{version}"}},
+            {"drop": None},
+        ]
+
+
+def _named(commands: list[Any], verb: str, kind: str) -> list[str]:
+    return [c[verb][kind]["name"] for c in commands if verb in c and kind in c[verb]]
+
+
+def test_skeleton_drops_strangers_before_any_jail_and_refills_lists_in_place() -> None:
+    jail = JailFirewall("sshd", ports=(22,), allow=(ip_network("10.0.0.0/24"),
+                                                      ip_network("10.0.0.7/32")))
+    service = FriendsOnly("ssh", ports=(22,), friends=(ip_network("2001:db8::1/128"),))
+    listing = Listing(chains={"input", "jail-sshd", "jail-gone"},
+                      sets={"sshd-v4": [], "sshd-allow4": [], "ssh-friends4": [],
+                            "old-friends6": [], "gone-allow4": []})
+    commands, keys = skeleton({"sshd": jail}, listing, set(), forward_all=False,
+                              services={"ssh": service})
+    assert keys == {SetKey("sshd", 4, 32), SetKey("sshd", 6, 128)}
+    # lists that stay are flushed and refilled, never deleted: only what is gone goes
+    assert _named(commands, "delete", "set") == ["gone-allow4", "old-friends6"]
+    assert _named(commands, "flush", "set") == ["ssh-friends4", "sshd-allow4"]
+    filled = {c["add"]["element"]["name"]: c["add"]["element"]["elem"]
+              for c in commands if "element" in c.get("add", {})}
+    assert filled == {"ssh-friends6": ["2001:db8::1"],
+                      "sshd-allow4": [{"prefix": {"addr": "10.0.0.0", "len": 24}}]}
+    # every list set is defined, including the empty ones (an empty friends set drops all)
+    assert {"ssh-friends4", "ssh-friends6", "sshd-allow4", "sshd-allow6"} <= set(
+        _named(commands, "add", "set"))
+    input_rules = [c["add"]["rule"]["expr"] for c in commands
+                   if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == "input"]
+    assert [r[-1] for r in input_rules] == [{"drop": None}, {"drop": None},
+                                            {"jump": {"target": "jail-sshd"}}]
+    assert _named(commands, "delete", "chain") == ["jail-gone"]

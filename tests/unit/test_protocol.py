@@ -71,11 +71,11 @@ def translate(*argv: str) -> Request:
     (["banned"], "banned", {"ip": None, "jail": None}),
     (["banned", "192.0.2.1"], "banned", {"ip": "192.0.2.1", "jail": None}),
     (["banned", "--jail", "sshd"], "banned", {"ip": None, "jail": "sshd"}),
-    (["reload"], "reload", {"jail": None, "unban": False}),
-    (["reload", "sshd"], "reload", {"jail": "sshd", "unban": False}),
-    (["reload", "--unban"], "reload", {"jail": None, "unban": True}),
-    (["reload", "--unban", "sshd"], "reload", {"jail": "sshd", "unban": True}),
-    (["reload", "sshd", "--unban"], "reload", {"jail": "sshd", "unban": True}),
+    (["reload"], "reload", {"jail": None, "unban": False, "i_know": False, "session": None}),
+    (["reload", "sshd"], "reload", {"jail": "sshd", "unban": False, "i_know": False, "session": None}),
+    (["reload", "--unban"], "reload", {"jail": None, "unban": True, "i_know": False, "session": None}),
+    (["reload", "--unban", "sshd"], "reload", {"jail": "sshd", "unban": True, "i_know": False, "session": None}),
+    (["reload", "sshd", "--unban"], "reload", {"jail": "sshd", "unban": True, "i_know": False, "session": None}),
     (["get", "sshd", "maxretry"], "get", {"jail": "sshd", "param": "maxretry"}),
     (["get", "sshd", "actions"], "get", {"jail": "sshd", "param": "actions"}),
     (["get", "loglevel"], "get", {"jail": None, "param": "loglevel"}),
@@ -436,3 +436,12 @@ def _reference_is_address(text: str) -> bool:
 @given(st.text(alphabet="0123456789abcdef:./%x \x00", max_size=24))
 def test_fast_address_check_agrees_with_ipaddress(text: str) -> None:
     assert is_address(text) == _reference_is_address(text)
+
+
+def test_reload_carries_the_callers_ssh_session_and_i_know(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A friends-only service must not cut off the session `banish reload` is typed in."""
+    monkeypatch.setenv("SSH_CONNECTION", "198.51.100.4 50022 10.0.0.2 22")
+    request = translate("reload", "--i-know")
+    assert request.args["session"] == "198.51.100.4 50022 10.0.0.2 22"
+    assert request.args["i_know"] is True

@@ -1,28 +1,31 @@
 """The firewall backend contract: what the daemon hands to whatever enforces its bans.
 
 Owns the `Backend` protocol (five batched, async methods taking ``banish.events.Ban`` -- the one
-shape of a ban -- and the jails' `JailFirewall`), `BackendError`, and `BanEntry`, the parsed
-form (address object, seconds left) that backends working with address objects build from a
-``Ban`` for themselves. Must not run commands, read the clock or know about any particular
-firewall: `nftables.py`, `ipset.py`, `iptables.py`, `null.py` supply that.
+shape of a ban -- the jails' `JailFirewall` and the friends-only services' `FriendsOnly`),
+`BackendError`, `BanEntry`, the parsed form (address object, seconds left) that backends
+working with address objects build from a ``Ban`` for themselves, and `Shape`, ``start``'s
+arguments in the form backends compare to skip a reshape that changes nothing. Must not run
+commands, read the clock or know about any particular firewall: `nftables.py`, `ipset.py`,
+`iptables.py`, `null.py` supply that.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Protocol, TypeAlias
 
 from banish.addr import as_network, target
-from banish.config.model import Blocktype, JailFirewall, Port, Transport
+from banish.config.model import Blocktype, FriendsOnly, JailFirewall, Port, Transport
 from banish.errors import BanishError
 from banish.events import Ban, BanKey
 
-__all__ = ["Address", "Backend", "BackendError", "BanEntry", "Blocktype", "JailFirewall",
-           "Network", "Port", "Transport", "as_network", "entries", "jails_by_name",
-           "key_entries"]
+__all__ = ["Address", "Backend", "BackendError", "BanEntry", "Blocktype", "FriendsOnly",
+           "JailFirewall", "Network", "Port", "Shape", "Transport", "as_network", "collapsed",
+           "entries", "jails_by_name", "key_entries"]
 
 Network: TypeAlias = IPv4Network | IPv6Network
 Address: TypeAlias = IPv4Address | IPv6Address | Network
@@ -122,6 +125,49 @@ def jails_by_name(jails: Sequence[JailFirewall]) -> dict[str, JailFirewall]:
     return by_name
 
 
+def collapsed(nets: Iterable[Network], version: int) -> list[Network]:
+    """The networks of one IP version with overlaps merged: interval sets refuse overlapping
+    members, and fewer members or rules are fewer to walk (ignoreip often lists both
+    127.0.0.1 and 127.0.0.0/8)."""
+    if version == 4:
+        return list(ipaddress.collapse_addresses(n for n in nets if isinstance(n, IPv4Network)))
+    return list(ipaddress.collapse_addresses(n for n in nets if isinstance(n, IPv6Network)))
+
+
+def _canonical_list(nets: Iterable[Network]) -> tuple[Network, ...]:
+    return (*collapsed(nets, 4), *collapsed(nets, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What `Backend.start` was given, by name, with every allow and friends list merged and
+    sorted: two shapes are equal exactly when they call for the same firewall, whatever the
+    order of jails, services or addresses. Backends compare it with the last one applied so
+    that a repeated `start` (the daemon reshapes on every name that resolves anew) does
+    nothing when nothing changed."""
+
+    jails: dict[str, JailFirewall]
+    services: dict[str, FriendsOnly]
+
+    @classmethod
+    def of(cls, jails: Sequence[JailFirewall], services: Sequence[FriendsOnly]) -> Shape:
+        """Names checked (two of one kind sharing a name are a caller's bug), lists merged."""
+        by_name = jails_by_name(jails)
+        friends = {s.name: s for s in services}
+        if len(friends) != len(services):
+            raise ValueError("two friends-only services share a name")
+        return cls(
+            {n: replace(j, allow=_canonical_list(j.allow)) for n, j in by_name.items()},
+            {n: replace(s, friends=_canonical_list(s.friends)) for n, s in friends.items()},
+        )
+
+    def without_lists(self) -> Shape:
+        """The same shape with every allow and friends list empty: what changes when only
+        addresses change."""
+        return Shape({n: replace(j, allow=()) for n, j in self.jails.items()},
+                     {n: replace(s, friends=()) for n, s in self.services.items()})
+
+
 def entries(bans: Sequence[Ban], now: float) -> list[BanEntry]:
     """The bans still running at ``now`` as entries with the seconds each has left."""
     out: list[BanEntry] = []
@@ -147,11 +193,16 @@ class Backend(Protocol):
     the time left, so a ban applied late, or again after a restart, still ends when it should.
     """
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
-        """Create (or, on reload, atomically reshape) the firewall structure for ``jails``.
+    async def start(self, jails: Sequence[JailFirewall],
+                    friends: Sequence[FriendsOnly] = ()) -> None:
+        """Create (or atomically reshape) the firewall structure for ``jails`` and the
+        friends-only services ``friends``.
 
-        Bans of jails that remain are kept; jails no longer listed lose their bans. Never
-        touches anything the backend did not create.
+        Bans of jails that remain are kept; jails no longer listed lose their bans. Called
+        again whenever an allow list changes (a friend's host name resolved to a new address):
+        the new allow entries are in place before the old ones go, in one transaction, so no
+        packet of a friend is dropped in between. Never touches anything the backend did not
+        create.
         """
         ...
 

@@ -1,16 +1,26 @@
 """ipset backend: bans are members of kernel ipsets that iptables/ip6tables rules match.
 
 Owns the sets named ``banish-<jail>-h4|h6|n4|n6`` (``hash:ip`` for hosts, ``hash:net`` for
-networks, per IP version, all with per-element timeouts), the ``ipset restore -exist`` batches
-that fill them (one process per call, never one per ban) and, through `xtables`, the chains
+networks, per IP version, all with per-element timeouts), the address lists
+``banish-<jail>-a4|a6`` (a jail's allow list) and ``banish-<service>-f4|f6`` (a friends-only
+service's friends; ``hash:net``, no timeouts), the ``ipset restore -exist`` batches that fill
+them (one process per call, never one per ban) and, through `xtables`, the chains
 ``banish-set*`` that match them. Must not touch other sets or chains, and keeps no ban state:
 the kernel expires timed bans, and every call reads the kernel's sets first.
 
-Per jail J and IP version (``iptables``/``ip6tables``)::
+Per jail J, friends-only service S and IP version (``iptables``/``ip6tables``)::
 
-    banish-set-J   -s ALLOWED -j RETURN ...
+    banish-set.f-S -m set --match-set banish-S-f4 src -j RETURN
+                   -j DROP
+    banish-set-J   -m set --match-set banish-J-a4 src -j RETURN
                    -m set --match-set banish-J-h4 src -j REJECT|DROP
                    -m set --match-set banish-J-n4 src -j REJECT|DROP
+
+Lists live in sets, not rules, so that a changed list (a friend's name resolved to a new
+address) is one ``ipset restore`` that adds every new member before it deletes any old one,
+in both IP versions: at every moment a friend moving from A to B finds A or B allowed, the
+rules stay as they are and no ban is touched. A `start` with the same jails, services and
+lists as the last one sends nothing; one where only lists changed sends only that restore.
 
 ``hash:net`` holds networks of different lengths side by side, each with its own timeout, so
 10.0.0.0/16 and 10.0.0.0/24 can both be banned; hosts go to the faster ``hash:ip``. A /0 is
@@ -43,9 +53,12 @@ from banish.actions import xtables
 from banish.actions.base import (
     BackendError,
     BanEntry,
+    FriendsOnly,
     JailFirewall,
+    Network,
+    Shape,
+    collapsed,
     entries,
-    jails_by_name,
     key_entries,
 )
 from banish.actions.tools import netns_prefix, run_tool
@@ -65,7 +78,7 @@ LAYOUT = xtables.Layout("set")
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _HOST_LEN = {4: 32, 6: 128}
 _NETWORKS = (IPv4Network, IPv6Network)
-_OWNED = re.compile(r"banish-[A-Za-z0-9_~][A-Za-z0-9_.~-]*-[hn][46]")
+_OWNED = re.compile(r"banish-[A-Za-z0-9_~][A-Za-z0-9_.~-]*-[hnaf][46]")
 _TMP = "banish-~tmp-"
 
 SetKey: TypeAlias = tuple[str, int, bool]
@@ -77,6 +90,24 @@ Member: TypeAlias = int | tuple[int, int]
 def set_name(jail: str, version: int, networks: bool) -> str:
     """The set of ``jail``'s bans of one IP version: hosts (``h``) or networks (``n``)."""
     return xtables.fit_name("banish-", jail, f"-{'n' if networks else 'h'}{version}", SET_MAX)
+
+
+def list_name(owner: str, version: int, kind: str) -> str:
+    """The address list of a jail (``kind`` "a": its allow list) or of a friends-only service
+    ("f": its friends). The suffix keeps a jail's and a service's of one name apart."""
+    return xtables.fit_name("banish-", owner, f"-{kind}{version}", SET_MAX)
+
+
+def _lists(jails: Iterable[JailFirewall], services: Iterable[FriendsOnly]
+           ) -> dict[str, tuple[int, set[Member]]]:
+    """Every address list by set name: (IP version, members)."""
+    out: dict[str, tuple[int, set[Member]]] = {}
+    named = [(j.name, "a", j.allow) for j in jails] + [(s.name, "f", s.friends) for s in services]
+    for owner, kind, nets in named:
+        for version in (4, 6):
+            members = {m for net in collapsed(nets, version) for m in _net_members(net)}
+            out[list_name(owner, version, kind)] = (version, members)
+    return out
 
 
 def _set_type(networks: bool) -> str:
@@ -112,11 +143,7 @@ def _group(items: Iterable[BanEntry]) -> dict[SetKey, dict[Member, int]]:
         timeout = _seconds(entry.expires_in)
         members: list[Member]
         if isinstance(addr, _NETWORKS):
-            number, plen = int(addr.network_address), addr.prefixlen
-            if plen == 0:
-                members = [(0, 1), (1 << (_HOST_LEN[addr.version] - 1), 1)]
-            else:
-                members = [(number, plen)]
+            members = _net_members(addr)
             per_set = out.setdefault((entry.jail, addr.version, True), {})
         else:
             members = [int(addr)]
@@ -124,6 +151,13 @@ def _group(items: Iterable[BanEntry]) -> dict[SetKey, dict[Member, int]]:
         for member in members:
             per_set[member] = _longer(per_set[member], timeout) if member in per_set else timeout
     return out
+
+
+def _net_members(net: Network) -> list[Member]:
+    """A network as ``hash:net`` members: a /0 as its two halves (``hash:net`` refuses /0)."""
+    if net.prefixlen == 0:
+        return [(0, 1), (1 << (_HOST_LEN[net.version] - 1), 1)]
+    return [(int(net.network_address), net.prefixlen)]
 
 
 def _text(version: int, member: Member) -> str:
@@ -145,6 +179,24 @@ def _member(version: int, networks: bool, text: str) -> Member | None:
     if not networks and not plen:
         return number
     return number, length
+
+
+def _order(member: Member) -> tuple[int, int]:
+    return (member, 0) if isinstance(member, int) else member
+
+
+def _swapped(name: str, create_tmp: str, members: Iterable[str]) -> list[str]:
+    """Lines that build a set's replacement (``create_tmp`` makes it, under a name starting
+    with ``_TMP``), fill it with ``members`` (text after the set name) and swap it in: the
+    set's users see the old members until the swap, then the new ones."""
+    tmp = create_tmp.split()[1]
+    return [create_tmp, *(f"add {tmp} {m}" for m in members), f"swap {tmp} {name}",
+            f"destroy {tmp}"]
+
+
+def _returns(listed: str) -> str:
+    """The rule that lets the members of an address list go on (out of the chain)."""
+    return f"-m set --match-set {listed} src -j RETURN"
 
 
 @dataclass(slots=True)
@@ -240,15 +292,23 @@ class IpsetBackend:
         self._slack = slack
         self._timeout = timeout
         self._jails: dict[str, JailFirewall] = {}
+        self._services: dict[str, FriendsOnly] = {}
+        self._shape: Shape | None = None
+        """What the last successful `start` built; None before it and after `stop`."""
         self._lock = asyncio.Lock()
 
     # -- the Backend protocol --
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
+    async def start(self, jails: Sequence[JailFirewall],
+                    friends: Sequence[FriendsOnly] = ()) -> None:
+        shape = Shape.of(jails, friends)
         async with self._lock:
-            by_name = jails_by_name(jails)
-            await self._converge(by_name, None)
-            self._jails = by_name
+            if shape == self._shape:
+                log.debug("ipset: jails, friends-only services and lists unchanged")
+                return
+            rules = self._shape is None or self._shape.without_lists() != shape.without_lists()
+            await self._converge(shape.jails, shape.services, None, rules=rules)
+            self._jails, self._services, self._shape = shape.jails, shape.services, shape
 
     async def ban(self, bans: Sequence[Ban], now: float) -> None:
         def lines(name: str, key: SetKey, members: dict[Member, int], info: _SetInfo | None
@@ -286,7 +346,7 @@ class IpsetBackend:
         current = entries(active, now)
         async with self._lock:
             self._check_jails(current)
-            await self._converge(self._jails, _group(current))
+            await self._converge(self._jails, self._services, _group(current))
 
     async def stop(self) -> None:
         async with self._lock:
@@ -294,7 +354,7 @@ class IpsetBackend:
                 await family.restore(xtables.teardown(LAYOUT, await family.save()))
             sets = await self._read(members=False)
             await self._restore([f"destroy {name}" for name in sorted(sets)])
-            self._jails = {}
+            self._jails, self._services, self._shape = {}, {}, None
 
     # -- planning --
 
@@ -360,16 +420,41 @@ class IpsetBackend:
                             f"{_set_type(key[2])} family {_family(key[1])}; remove it"
                         )
                     # same kind, other options: build the right set beside it and swap
-                    tmp = f"{_TMP}{name[-2:]}"
                     keep = want
                     if keep is None:
                         keep = {m: left for m, (_, left) in info.members.items()}
-                    lines.append(self._create(tmp, key))
-                    lines += [f"add {tmp} {_text(version, m)} timeout {t}" for m, t in keep.items()]
-                    lines += [f"swap {tmp} {name}", f"destroy {tmp}"]
+                    lines += _swapped(name, self._create(_TMP + name[-2:], key), [
+                        f"{_text(version, m)} timeout {t}" for m, t in keep.items()])
                 elif want is not None:
                     lines += self._diff(name, version, info, want)
         return lines
+
+    @staticmethod
+    def _list_lines(lists: dict[str, tuple[int, set[Member]]], sets: dict[str, _SetInfo]
+                    ) -> tuple[list[str], list[str]]:
+        """(additions, removals) that make the address lists hold exactly ``lists``; sent
+        additions first, so no moment lacks both an old member and its successor."""
+        adds: list[str] = []
+        dels: list[str] = []
+        for name, (version, want) in lists.items():
+            info = sets.get(name)
+            family = _family(version)
+            texts = [_text(version, m) for m in sorted(want, key=_order)]
+            if info is None:
+                adds.append(f"create {name} hash:net family {family}")
+                adds += [f"add {name} {text}" for text in texts]
+            elif info.kind != "hash:net" or info.family != family:
+                raise BackendError(f"ipset {name} exists as {info.kind} family {info.family}, "
+                                   f"not hash:net family {family}; remove it")
+            elif info.timeout:  # its members could time out: replace it, members and all
+                adds += _swapped(name, f"create {_TMP}{name[-2:]} hash:net family {family}",
+                                 texts)
+            else:
+                adds += [f"add {name} {_text(version, m)}" for m in want
+                         if m not in info.members]
+                dels += [f"del {name} {text}" for m, (text, _) in info.members.items()
+                         if m not in want]
+        return adds, dels
 
     def _diff(self, name: str, version: int, info: _SetInfo, want: dict[Member, int]) -> list[str]:
         """Commands that turn the listed members into ``want``; drifted times are re-added
@@ -391,22 +476,32 @@ class IpsetBackend:
             f"{xtables.verdict(jail)}"
             for networks in (False, True)
         ]
-        return xtables.allow_rules(jail, version) + matches
+        return [_returns(list_name(jail.name, version, "a")), *matches]
 
     async def _converge(
-        self, jails: dict[str, JailFirewall], desired: dict[SetKey, dict[Member, int]] | None
+        self,
+        jails: dict[str, JailFirewall],
+        services: dict[str, FriendsOnly],
+        desired: dict[SetKey, dict[Member, int]] | None,
+        *,
+        rules: bool = True,
     ) -> None:
-        """Sets first (rules cannot name a missing set), then both families' chains, then
-        the sets nothing refers to any more (a set in use cannot be destroyed)."""
+        """Sets first (rules cannot name a missing set), then (``rules``) both families'
+        chains, then the sets nothing refers to any more (a set in use cannot be destroyed).
+        Address lists change inside the first step, additions before removals."""
         sets = await self._read(members=True)
-        await self._restore(self._set_lines(jails, sets, desired))
-        for family in self._families:
+        lists = _lists(jails.values(), services.values())
+        adds, dels = self._list_lines(lists, sets)
+        await self._restore(self._set_lines(jails, sets, desired) + adds + dels)
+        for family in self._families if rules else ():
             ruleset = await family.save()
-            bodies = {name: self._body(j, family.version) for name, j in jails.items()}
-            await family.restore(
-                xtables.structure(LAYOUT, ruleset, jails, bodies, forward_all=self._forward)
-            )
-        wanted = {set_name(*key) for jail in jails for key in _keys(jail)}
+            version = family.version
+            bodies = {name: self._body(j, version) for name, j in jails.items()}
+            friends = {name: [_returns(list_name(name, version, "f"))] for name in services}
+            await family.restore(xtables.structure(
+                LAYOUT, ruleset, jails, bodies, forward_all=self._forward,
+                services=services, friend_rules=friends))
+        wanted = {set_name(*key) for jail in jails for key in _keys(jail)} | set(lists)
         old = sorted(n for n in sets if n not in wanted and not n.startswith(_TMP))
         await self._restore([f"destroy {n}" for n in old])
 

@@ -2,9 +2,17 @@
 
 Owns the chains ``banish-ipt*`` (layout in `xtables`) and the rules in them: per jail J and IP
 version, ``banish-ipt-J`` opens with ``-s ALLOWED -j RETURN`` rules and then holds one
-``-s ADDRESS -j REJECT|DROP`` rule per ban. Must not touch other chains (beyond the one jump
-from ``INPUT``/``FORWARD``/``DOCKER-USER``) and keeps no ban state: every call reads the chains
-with ``iptables-save`` first, so the kernel is the only record.
+``-s ADDRESS -j REJECT|DROP`` rule per ban; per friends-only service S, ``banish-ipt.f-S``
+holds ``-s FRIEND -j RETURN`` rules and then ``-j DROP``. Must not touch other chains (beyond
+the one jump from ``INPUT``/``FORWARD``/``DOCKER-USER``) and keeps no ban state: every call
+reads the chains with ``iptables-save`` first, so the kernel is the only record.
+
+Lists changing at run time (a friend's name resolved to a new address): each IP version's
+chains are rewritten in one ``iptables-restore`` commit, bans kept, so within one version a
+friend moving from A to B finds A or B allowed at every moment. Across versions (A IPv4, B
+IPv6) the version that only gains goes first; when each version both gains and loses,
+`start` commits the union of old and new lists first and the new lists after. A `start`
+with the same jails, services and lists as the last one changes nothing.
 
 This is the compatibility backend. Every packet of a jail's ports walks that jail's whole
 rule list, and iptables has no timeouts, so the daemon lifts each ban when it ends (it does
@@ -21,16 +29,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from banish.actions import xtables
 from banish.actions.base import (
     BackendError,
     BanEntry,
+    FriendsOnly,
     JailFirewall,
     Network,
+    Shape,
+    collapsed,
     entries,
-    jails_by_name,
     key_entries,
 )
 from banish.events import Ban, BanKey
@@ -79,6 +89,12 @@ def _rule(net: Network, jail: JailFirewall) -> str:
     return f"{xtables.source(net)} {xtables.verdict(jail)}"
 
 
+def _friend_rules(services: dict[str, FriendsOnly], version: int) -> dict[str, list[str]]:
+    """The RETURN rules of each service's friends of one IP version."""
+    return {name: [f"{xtables.source(net)} -j RETURN" for net in collapsed(s.friends, version)]
+            for name, s in services.items()}
+
+
 def _by_jail(items: Iterable[BanEntry], version: int) -> dict[str, dict[Network, None]]:
     """Networks of one IP version by jail, in order, without duplicates."""
     out: dict[str, dict[Network, None]] = {}
@@ -87,6 +103,37 @@ def _by_jail(items: Iterable[BanEntry], version: int) -> dict[str, dict[Network,
         if net.version == version:
             out.setdefault(entry.jail, {})[net] = None
     return out
+
+
+def _listed(shape: Shape, owners: Shape) -> set[tuple[str, str, Network]]:
+    """The (kind, owner, network) of every allow and friends entry of ``shape`` whose jail
+    or service is also in ``owners``."""
+    out = {("jail", n, net) for n, j in shape.jails.items() if n in owners.jails
+           for net in j.allow}
+    return out | {("friends", n, net) for n, s in shape.services.items() if n in owners.services
+                  for net in s.friends}
+
+
+def phases(old: Shape | None, new: Shape) -> list[tuple[Shape, tuple[int, int]]]:
+    """The shapes to commit, in turn, and the order of IP versions for each, so that no
+    moment lacks both an entry leaving a list and one joining a list of another version.
+
+    One commit per version is atomic, so within a version nothing is ever missing; only a
+    version losing entries while the other gains them needs care: the gaining one first, or,
+    when each version gains and loses, the union of both lists first."""
+    if old is None:
+        return [(new, (4, 6))]
+    before, after = _listed(old, new), _listed(new, old)
+    gains = {net.version for _, _, net in after - before}
+    losses = {net.version for _, _, net in before - after}
+    if {4, 6} <= gains and {4, 6} <= losses:
+        union = Shape.of(
+            [replace(j, allow=(*old.jails[n].allow, *j.allow)) if n in old.jails else j
+             for n, j in new.jails.items()],
+            [replace(s, friends=(*old.services[n].friends, *s.friends))
+             if n in old.services else s for n, s in new.services.items()])
+        return [(union, (4, 6)), (new, (4, 6))]
+    return [(new, (6, 4) if 4 in losses and 6 in gains else (4, 6))]
 
 
 @dataclass(slots=True)
@@ -120,29 +167,44 @@ class IptablesBackend:
         self._families = xtables.families(netns, iptables, ip6tables, timeout)
         self._forward = forward
         self._jails: dict[str, JailFirewall] = {}
+        self._services: dict[str, FriendsOnly] = {}
+        self._shape: Shape | None = None
+        """What the last successful `start` built; None before it and after `stop`."""
         self._lock = asyncio.Lock()
 
     # -- the Backend protocol --
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
+    async def start(self, jails: Sequence[JailFirewall],
+                    friends: Sequence[FriendsOnly] = ()) -> None:
+        shape = Shape.of(jails, friends)
         async with self._lock:
-            by_name = jails_by_name(jails)
-            for family in self._families:
-                ruleset = await family.save()
-                bodies: dict[str, list[str] | None] = {}
-                for jail in by_name.values():
-                    chain = self._chain(ruleset, jail, family.version)
-                    if chain is not None and chain.intact:
-                        bodies[jail.name] = None  # bans and all: nothing to change
-                    else:  # reshaped (allow list, blocktype): rebuilt, keeping its bans
-                        kept = chain.bans if chain else {}
-                        bodies[jail.name] = xtables.allow_rules(jail, family.version) + [
-                            _rule(net, jail) for net in kept
-                        ]
-                await family.restore(
-                    xtables.structure(LAYOUT, ruleset, by_name, bodies, forward_all=self._forward)
-                )
-            self._jails = by_name
+            if shape == self._shape:
+                log.debug("iptables: jails, friends-only services and lists unchanged")
+                return
+            families = {family.version: family for family in self._families}
+            for step, order in phases(self._shape, shape):
+                for version in order:
+                    await self._reshape(families[version], step)
+            self._jails, self._services, self._shape = shape.jails, shape.services, shape
+
+    async def _reshape(self, family: xtables.Family, shape: Shape) -> None:
+        """One family's chains made ``shape`` in one commit: a jail chain that is not as
+        ``shape`` says (allow list, blocktype) is rebuilt keeping its bans; an intact one is
+        left alone."""
+        ruleset = await family.save()
+        bodies: dict[str, list[str] | None] = {}
+        for jail in shape.jails.values():
+            chain = self._chain(ruleset, jail, family.version)
+            if chain is not None and chain.intact:
+                bodies[jail.name] = None  # bans and all: nothing to change
+            else:
+                kept = chain.bans if chain else {}
+                bodies[jail.name] = xtables.allow_rules(jail, family.version) + [
+                    _rule(net, jail) for net in kept
+                ]
+        await family.restore(xtables.structure(
+            LAYOUT, ruleset, shape.jails, bodies, forward_all=self._forward,
+            services=shape.services, friend_rules=_friend_rules(shape.services, family.version)))
 
     async def ban(self, bans: Sequence[Ban], now: float) -> None:
         current = entries(bans, now)
@@ -220,15 +282,16 @@ class IptablesBackend:
                         bodies[jail.name] = None
                         patches += patch
                 lines = xtables.structure(
-                    LAYOUT, ruleset, self._jails, bodies, forward_all=self._forward
-                )
+                    LAYOUT, ruleset, self._jails, bodies, forward_all=self._forward,
+                    services=self._services,
+                    friend_rules=_friend_rules(self._services, family.version))
                 await family.restore(lines + patches)
 
     async def stop(self) -> None:
         async with self._lock:
             for family in self._families:
                 await family.restore(xtables.teardown(LAYOUT, await family.save()))
-            self._jails = {}
+            self._jails, self._services, self._shape = {}, {}, None
 
     # -- planning --
 

@@ -9,10 +9,24 @@ remembered between calls is which sets exist.
 
 Layout (all in ``table inet banish``)::
 
-    chain input    hook input,   priority -1: [l4proto/ports of jail J] jump jail-J
+    chain input    hook input,   priority -1:
+                   [l4proto/ports of service S] ip saddr != @S-friends4 drop   (friends-only,
+                   [l4proto/ports of service S] ip6 saddr != @S-friends6 drop   first)
+                   [l4proto/ports of jail J] jump jail-J
     chain forward  hook forward, priority -1 (only if a jail filters forwarded traffic)
     chain jail-J   ip saddr @J-allow4 return; ip6 saddr @J-allow6 return;
                    ip saddr @J-v4 <drop|reject>; ip6 saddr @J-v6 ...; ip saddr @J-v4-24 ...
+
+A friends-only service guards the host's own ports (the input hook). It is not applied to
+forwarded traffic: there a rule on a destination port would also cut off connections that
+containers make to that port elsewhere (a ``git`` over SSH), unless it matched only DNATed
+packets; that needs a per-service switch the configuration does not have.
+
+`start` reshapes in one transaction (see `nftpayload.skeleton`): allow and friends sets are
+flushed and refilled -- never deleted and created again, which lets packets slip past a set
+while the transaction commits -- and ban sets keep their members, so a friend whose address
+changes from A to B meets a ruleset allowing A or one allowing B, and no ban is lost. A `start` with
+the same jails, services and lists as the last one (in any order) sends nothing at all.
 
 Bans are kept in one set per (jail, IP version, prefix length): hosts in ``J-v4``/``J-v6``
 (hash sets with timeouts), networks in ``J-v4-24``, ``J-v6-64``... (interval sets, created on
@@ -45,7 +59,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from banish.actions import nftpayload as p
-from banish.actions.base import BackendError, JailFirewall, jails_by_name
+from banish.actions.base import BackendError, FriendsOnly, JailFirewall, Shape
 from banish.actions.tools import netns_prefix, run_tool
 from banish.events import Ban, BanKey
 
@@ -84,6 +98,9 @@ class NftablesBackend:
         self._slack = slack
         self._timeout = timeout
         self._jails: dict[str, JailFirewall] = {}
+        self._services: dict[str, FriendsOnly] = {}
+        self._shape: Shape | None = None
+        """What the last successful `start` built; None before it and after `stop`."""
         self._sets: set[p.SetKey] = set()
         self._lock = asyncio.Lock()
         self._add_extends: bool | None = None
@@ -91,14 +108,20 @@ class NftablesBackend:
 
     # -- the Backend protocol --
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
+    async def start(self, jails: Sequence[JailFirewall],
+                    friends: Sequence[FriendsOnly] = ()) -> None:
+        shape = Shape.of(jails, friends)
         async with self._lock:
-            by_name = jails_by_name(jails)
+            if shape == self._shape:
+                log.debug("nftables: jails, friends-only services and lists unchanged")
+                return
             listing = await self._read(elements=False)
-            keep = {k for k in p.existing_keys(listing, by_name) if not k.host}
-            commands, keys = p.skeleton(by_name, listing, keep, forward_all=self._forward)
+            keep = {k for k in p.existing_keys(listing, shape.jails) if not k.host}
+            commands, keys = p.skeleton(shape.jails, listing, keep, forward_all=self._forward,
+                                        services=shape.services)
             await self._apply(commands)
-            self._jails, self._sets = by_name, keys
+            self._jails, self._services, self._sets = shape.jails, shape.services, keys
+            self._shape = shape
             if self._add_extends is None:
                 self._add_extends = await self._probe_add_extends()
 
@@ -188,7 +211,7 @@ class NftablesBackend:
             self._check_jails(k.jail for k in desired)
             listing = await self._read(elements=True)
             commands, keys = p.skeleton(self._jails, listing, set(desired),
-                                        forward_all=self._forward)
+                                        forward_all=self._forward, services=self._services)
             removals: list[p.Json | str] = []
             additions: list[p.Json | str] = []
             for key in sorted(keys):
@@ -208,7 +231,7 @@ class NftablesBackend:
         async with self._lock:
             # "add" first makes "delete" succeed even if someone already removed the table.
             await self._apply([{"add": p.table()}, {"delete": p.table()}])
-            self._jails, self._sets = {}, set()
+            self._jails, self._services, self._sets, self._shape = {}, {}, set(), None
 
     # -- checks and questions --
 

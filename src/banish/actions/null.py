@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from banish.actions.base import JailFirewall
+from banish.actions.base import FriendsOnly, JailFirewall, Port
 from banish.events import Ban, BanKey
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,13 @@ def _describe(ban: Ban, now: float) -> str:
 class NullBackend:
     """Accepts every call and only logs it (one line per call, not per ban, when batches are big)."""
 
-    async def start(self, jails: Sequence[JailFirewall]) -> None:
+    async def start(self, jails: Sequence[JailFirewall],
+                    friends: Sequence[FriendsOnly] = ()) -> None:
         log.info("null firewall: start jails %s", ", ".join(j.name for j in jails) or "(none)")
+        for service in friends:
+            log.info("null firewall: friends-only %s (%s ports %s) from %s", service.name,
+                     service.protocol, ",".join(map(_port, service.ports)),
+                     " ".join(map(str, service.friends)) or "nobody")
 
     async def ban(self, bans: Sequence[Ban], now: float) -> None:
         current = [b for b in bans if b.remaining(now) != 0]  # a ban already over is skipped
@@ -42,6 +47,10 @@ class NullBackend:
 
     async def stop(self) -> None:
         log.info("null firewall: stop")
+
+
+def _port(port: Port) -> str:
+    return f"{port[0]}-{port[1]}" if isinstance(port, tuple) else str(port)
 
 
 def _log(verb: str, total: int, described: Sequence[str]) -> None:

@@ -11,25 +11,31 @@ Layout of one backend with tag T (``set`` for ipset, ``ipt`` for iptables), per 
 
     INPUT                  -j banish-T                      (inserted first, once)
     FORWARD | DOCKER-USER  -j banish-T.fwd                  (only if a jail filters forwarding)
-    banish-T               [-p P -m multiport --dports ...] -j banish-T-J      (one per jail J)
+    banish-T               [-p P -m multiport --dports ...] -j banish-T.f-S    (one per
+                                                friends-only service S, before any jail)
+                           [-p P -m multiport --dports ...] -j banish-T-J      (one per jail J)
     banish-T.fwd           [-p P -m conntrack --ctorigdstport ...] -j banish-T-J
-    banish-T-J             -s ALLOWED -j RETURN ...; then the backend's ban rules
+    banish-T.f-S           the backend's RETURN rules for S's friends; then -j DROP
+    banish-T-J             the backend's RETURN rules for allowed sources; then its ban rules
 
-A jail chain's name can never equal a hook chain's ('-' versus '.' after the tag), and the two
-backends' tags keep them apart when both run in one daemon. ``iptables-restore --noflush``
-empties a user chain that is declared (``:name``), which is how a chain is rebuilt atomically.
+A friend returns from ``banish-T.f-S`` and goes on to the jails (whose allow rules hold every
+friend); anyone else is dropped there. Friends-only services guard the host's own ports only
+(``INPUT``): on the forward path a destination-port rule would also cut off containers'
+connections out to that port. A jail chain's name can never equal a hook or service chain's
+('-' versus '.' after the tag), and the two backends' tags keep them apart when both run in
+one daemon. ``iptables-restore --noflush`` empties a user chain that is declared
+(``:name``), which is how a chain is rebuilt atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import ip_network
 
-from banish.actions.base import JailFirewall, Network, Port
+from banish.actions.base import FriendsOnly, JailFirewall, Network, Port, collapsed
 from banish.actions.tools import netns_prefix, run_tool
 
 log = logging.getLogger(__name__)
@@ -77,8 +83,13 @@ class Layout:
     def jail_chain(self, jail: str) -> str:
         return fit_name(f"banish-{self.tag}-", jail, "", CHAIN_MAX)
 
+    def service_chain(self, service: str) -> str:
+        """The chain of a friends-only service (services and jails may share names)."""
+        return fit_name(f"banish-{self.tag}.f-", service, "", CHAIN_MAX)
+
     def owns(self, chain: str) -> bool:
-        return chain in (self.input, self.forward) or chain.startswith(self.input + "-")
+        return chain in (self.input, self.forward) or chain.startswith(
+            (self.input + "-", self.input + ".f-"))
 
 
 @dataclass(slots=True)
@@ -143,11 +154,7 @@ def verdict(jail: JailFirewall) -> str:
 
 def allowed(jail: JailFirewall, version: int) -> list[Network]:
     """The jail's allow list for one IP version, overlaps merged (fewer rules to walk)."""
-    if version == 4:
-        return list(
-            ipaddress.collapse_addresses(n for n in jail.allow if isinstance(n, IPv4Network))
-        )
-    return list(ipaddress.collapse_addresses(n for n in jail.allow if isinstance(n, IPv6Network)))
+    return collapsed(jail.allow, version)
 
 
 def source(net: Network) -> str:
@@ -202,8 +209,8 @@ def _multiport_chunks(ports: Iterable[Port]) -> list[str]:
     return [",".join(c) for c in chunks]
 
 
-def jump_rules(jail: JailFirewall, target: str, *, forwarded: bool) -> list[str]:
-    """Rules of a hook chain that send one jail's traffic to its chain.
+def jump_rules(jail: JailFirewall | FriendsOnly, target: str, *, forwarded: bool) -> list[str]:
+    """Rules of a hook chain that send one jail's (or service's) traffic to its chain.
 
     On the forward path the port is the one the client asked for before DNAT (conntrack's
     original tuple): the port Docker publishes, and the one a jail is configured with.
@@ -236,17 +243,25 @@ def structure(
     bodies: Mapping[str, Sequence[str] | None],
     *,
     forward_all: bool,
+    services: Mapping[str, FriendsOnly] | None = None,
+    friend_rules: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
-    """Restore lines that make one family's chains exactly ``jails``.
+    """Restore lines that make one family's chains exactly ``jails`` and ``services``.
 
     ``bodies[J]`` is the full rule list of jail J's chain, which is then rebuilt, or None to
-    leave an existing, intact chain (and its bans) alone. Hook chains are always rebuilt;
-    chains of jails no longer listed are removed; the jumps from the system's chains are
+    leave an existing, intact chain (and its bans) alone. ``friend_rules[S]`` are the rules
+    that return for service S's friends; its chain, always rebuilt (a few rules), holds them
+    and then drops everything else. Hook chains are always rebuilt, service
+    jumps first; chains no longer listed are removed; the jumps from the system's chains are
     added when missing and deduplicated, and the forward jump follows Docker's DOCKER-USER
-    chain when it exists.
+    chain when it exists. Everything is one commit, so a packet meets the chains either as
+    they were or as they are now.
     """
+    services = services or {}
+    friend_rules = friend_rules or {}
     forwarded = [j for j in jails.values() if j.forward or forward_all]
     wanted = {layout.input, *(layout.jail_chain(name) for name in jails)}
+    wanted |= {layout.service_chain(name) for name in services}
     if forwarded:
         wanted.add(layout.forward)
     rebuilt = [name for name in jails if bodies.get(name) is not None]
@@ -255,6 +270,7 @@ def structure(
             raise ValueError(f"chain of jail {name} is missing and no rules were given")
 
     declare = [layout.input, *([layout.forward] if forwarded else [])]
+    declare += [layout.service_chain(name) for name in services]
     declare += [layout.jail_chain(name) for name in rebuilt]
     lines = [f":{chain} - [0:0]" for chain in declare]
 
@@ -273,6 +289,11 @@ def structure(
     obsolete = sorted(c for c in ruleset.chains if layout.owns(c) and c not in wanted)
     lines += [f"-F {c}" for c in obsolete] + [f"-X {c}" for c in obsolete]
 
+    for service in services.values():
+        chain = layout.service_chain(service.name)
+        lines += [f"-A {layout.input} {r}" for r in jump_rules(service, chain, forwarded=False)]
+        rules = [*friend_rules.get(service.name, ()), "-j DROP"]
+        lines += [f"-A {chain} {rule}" for rule in rules]
     for jail in jails.values():
         chain = layout.jail_chain(jail.name)
         lines += [f"-A {layout.input} {r}" for r in jump_rules(jail, chain, forwarded=False)]

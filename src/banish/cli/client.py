@@ -243,6 +243,24 @@ def _status(result: dict[str, Any]) -> str:
             problems.append(f"subscriber {sub['name']}: {sub['queued']} queued, "
                             f"{sub['dropped']} dropped, {sub['errors']} errors"
                             + (f" (last: {sub['last_error']})" if sub.get("last_error") else ""))
+    names = {n["name"]: n for n in result.get("names") or []}
+    for n in names.values():
+        if n.get("error"):
+            kept = ", ".join(n["addresses"]) or "no address yet"
+            problems.append(f"host name {n['name']}: {n['error']} (keeping: {kept})")
+    for service in result.get("friends") or []:
+        ports = ",".join(f"{p[0]}:{p[1]}" if isinstance(p, list) else str(p)
+                         for p in service["ports"])
+        lines += ["", f"Friends-only {service['name']} ({service['protocol']} {ports}):"]
+        for friend in service["friends"]:
+            known = names.get(friend)
+            if known is None:
+                lines.append(f"  {friend}")
+                continue
+            when = (datetime.fromtimestamp(known["resolved_at"]).isoformat(timespec="seconds")
+                    if known.get("resolved_at") else "never")
+            lines.append(f"  {friend} = {', '.join(known['addresses']) or '(none)'} "
+                         f"(resolved {when})")
     if problems:
         lines += ["", "Problems:", *(f"  {p}" for p in problems)]
     return "\n".join(lines)

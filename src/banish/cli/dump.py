@@ -68,6 +68,10 @@ def config_document(config: Config) -> Document:
         "jails": [jail_document(j) for j in config.jails],
         "skipped": [{"name": s.name, "error": str(s.error)} for s in config.skipped],
         "warnings": [str(w) for w in config.warnings],
+        "friends": [{"name": f.name, "file": f.file, "protocol": f.protocol,
+                     "ports": [list(p) if isinstance(p, tuple) else p for p in f.ports],
+                     "friends": [str(n) for n in f.friends.networks] + list(f.friends.names)}
+                    for f in config.friends],
     }
 
 
@@ -203,6 +207,10 @@ def render(document: Mapping[str, Any]) -> str:
         out.append("")
         out.append(f"[{skipped['name']}]  SKIPPED")
         out.append(f"  {skipped['error']}")
+    for f in document.get("friends", []):
+        ports = ",".join(f"{p[0]}:{p[1]}" if isinstance(p, list) else str(p) for p in f["ports"])
+        out += ["", f"[friends-only {f['name']}]  {f['file']}",
+                f"  ports: {f['protocol']} {ports}", f"  friends: {' '.join(f['friends'])}"]
     out.append("")
     out.append(f"# {len(document['jails'])} jails, {len(document['skipped'])} skipped")
     return "\n".join(out) + "\n"

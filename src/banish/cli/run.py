@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="log file, or STDOUT, STDERR, SYSLOG (overrides logtarget); on a "
                         "terminal the lines are shown there too")
     p.add_argument("--pidfile", metavar="PATH", help="pid file (overrides pidfile)")
+    p.add_argument("--i-know", action="store_true",
+                   help="start even if a friends-only service would cut off the SSH session "
+                        "this runs in")
     # SUPPRESS: the same option as ``banish --socket PATH run`` (main's global one), which an
     # absent ``run --socket`` must not overwrite with None; given twice, the later one wins.
     p.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS,
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"socket": socket or os.environ.get("BANISH_SOCKET", ""),
                  "dbfile": args.db or "", "logtarget": args.logtarget or "",
                  "pidfile": args.pidfile or ""}
-    runtime = Runtime(args.config or default_config_dir(), overrides=overrides)
+    runtime = Runtime(args.config or default_config_dir(), overrides=overrides,
+                      i_know=bool(getattr(args, "i_know", False)))
     echo_to_terminal(sys.stderr)
     return asyncio.run(runtime.run())

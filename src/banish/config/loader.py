@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from .actiondef import ActionDefinition
 from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
 from .firewall import compile_enforcement
+from .friends import FriendsConfig, friends_config, section_name, with_friends
 from .ini import IniTree
 from .model import JailFirewall, JailSettings, LogPath
 from .subnets import subnet_policy
@@ -43,6 +44,8 @@ class DaemonSettings:
     logtarget: str = DEFAULT_LOGTARGET
     loglevel: str = "INFO"
     reconcileinterval: float = 300.0
+    ignoreresolve: float = 300.0
+    """How often ignoreip and friends host names are looked up again."""
     """How often the firewall is compared with the store's active bans and repaired."""
 
 
@@ -118,6 +121,8 @@ class Config:
     jails: tuple[JailConfig, ...]
     skipped: tuple[SkippedJail, ...] = ()
     warnings: tuple[ConfigError, ...] = ()
+    friends: tuple[FriendsConfig, ...] = ()
+    """``[friends-only NAME]`` services; their friends are in every jail's ignoreip too."""
     """Things read but probably not meant (an inline ``# comment`` after a value)."""
 
     def jail(self, name: str) -> JailConfig | None:
@@ -135,11 +140,11 @@ def load_config(directory: str, *, only: set[str] | None = None,
         raise ConfigError("config directory does not exist", file=directory)
     warnings: list[ConfigError] = []
     daemon = load_daemon_settings(directory, warnings)
-    jails, skipped = load_jails(directory, only=only, include_disabled=include_disabled,
-                                warnings=warnings)
+    jails, skipped, friends = load_jails(directory, only=only,
+                                         include_disabled=include_disabled, warnings=warnings)
     if strict and skipped:
         raise skipped[0].error
-    return Config(directory, daemon, jails, skipped, tuple(warnings))
+    return Config(directory, daemon, jails, skipped, tuple(warnings), friends)
 
 
 def load_daemon_settings(directory: str,
@@ -163,8 +168,12 @@ def load_daemon_settings(directory: str,
         try:
             purge = parse_duration(get("dbpurgeage", "1d"), "dbpurgeage")
             reconcile = parse_duration(get("reconcileinterval", "5m"), "reconcileinterval")
+            resolve = parse_duration(get("ignoreresolve", "5m"), "ignoreresolve")
         except ConfigError as exc:
             raise exc.located(file=file, section=section) from exc
+        if resolve <= 0:
+            raise ConfigError("must be a positive duration", file=file, section=section,
+                              option="ignoreresolve")
         if reconcile <= 0:
             raise ConfigError("must be a positive duration", file=file, section=section,
                               option="reconcileinterval")
@@ -176,6 +185,7 @@ def load_daemon_settings(directory: str,
             logtarget=get("logtarget", DEFAULT_LOGTARGET),
             loglevel=get("loglevel", "INFO").upper(),
             reconcileinterval=reconcile,
+            ignoreresolve=resolve,
         )
     return DaemonSettings()
 
@@ -194,9 +204,12 @@ def _jail_file(tree: IniTree, section: str) -> str:
 
 def load_jails(directory: str, *, only: set[str] | None = None,
                include_disabled: bool = False, warnings: list[ConfigError] | None = None
-               ) -> tuple[tuple[JailConfig, ...], tuple[SkippedJail, ...]]:
+               ) -> tuple[tuple[JailConfig, ...], tuple[SkippedJail, ...],
+                          tuple[FriendsConfig, ...]]:
+    """The jails (compiled or skipped) and the friends-only services of ``directory``; a
+    broken friends-only section raises (skipping it would open its ports to everyone)."""
     if not any(os.path.isfile(os.path.join(directory, "jail" + ext)) for ext in (".conf", ".local")):
-        return (), ()
+        return (), (), ()
     tree = IniTree.read_named(directory, "jail", hash_comments=True)
     if warnings is not None:
         warnings.extend(tree.warnings)
@@ -205,8 +218,14 @@ def load_jails(directory: str, *, only: set[str] | None = None,
     tree.defaults.setdefault("fail2ban_version", "1.0.2")
     jails: list[JailConfig] = []
     skipped: list[SkippedJail] = []
+    friends: list[FriendsConfig] = []
     for section in tree.sections:
         if section in _NOT_JAILS or section.startswith("KNOWN/"):
+            continue
+        if section_name(section) is not None:
+            own = {o: tree.get(section, o) or "" for o in tree.own_options(section)
+                   if not o.startswith("known/")}
+            friends.append(friends_config(section, own, _jail_file(tree, section)))
             continue
         if only is not None and section not in only:
             continue
@@ -223,7 +242,17 @@ def load_jails(directory: str, *, only: set[str] | None = None,
         if missing:
             raise ConfigError(f"no such jail: {', '.join(sorted(missing))}",
                               file=os.path.join(directory, "jail.conf"))
-    return tuple(jails), tuple(skipped)
+    if friends:
+        everyone = tuple(friends)
+        jails = [_befriended(j, everyone) for j in jails]
+    return tuple(jails), tuple(skipped), tuple(friends)
+
+
+def _befriended(jail: JailConfig, friends: tuple[FriendsConfig, ...]) -> JailConfig:
+    """A friend is never banned: in the jail's ignore list and in its kernel allow set."""
+    ignoreip = with_friends(jail.settings.ignoreip, friends)
+    firewall = replace(jail.jail_firewall, allow=ignoreip.networks)
+    return replace(jail, settings=replace(jail.settings, ignoreip=ignoreip), firewall=firewall)
 
 
 def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bool,

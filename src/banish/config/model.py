@@ -223,3 +223,26 @@ class JailFirewall:
                     option="port",
                 )
         object.__setattr__(self, "allow", tuple(as_network(a) for a in self.allow))
+
+
+@dataclass(frozen=True, slots=True)
+class FriendsOnly:
+    """A service only friends may reach: the firewall drops every packet to ``ports`` (of
+    ``protocol``) whose source is not in ``friends`` -- the friends' current addresses, IPv4
+    and IPv6 (host names already resolved by the daemon). Built by the daemon for the
+    backend from a ``[friends-only NAME]`` section; ``name`` is NAME."""
+
+    name: str
+    ports: tuple[Port, ...]
+    protocol: Transport = "tcp"
+    friends: tuple[IPNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _JAIL_NAME.fullmatch(self.name):
+            raise ConfigError("a friends-only name must be 1-64 characters of letters, digits, "
+                              "'_', '.', '-'", section=f"friends-only {self.name}")
+        if not self.ports:
+            raise ConfigError("name the ports friends-only applies to (all ports would cut off "
+                              "everything else)", section=f"friends-only {self.name}",
+                              option="port")
+        object.__setattr__(self, "friends", tuple(as_network(a) for a in self.friends))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,12 +20,15 @@ from ..core.subnets import covering
 from ..errors import ConfigError
 from ..events import Ban, BanKey
 from ..protocol import CommandError
+from .friends import session_of
 from .logsetup import NOTICE
 
 if TYPE_CHECKING:
+    from ..config.friends import FriendsConfig
     from ..config.loader import Config, DaemonSettings
     from .enforcer import Enforcer
     from .jailrun import JailRunner
+    from .resolver import Resolver
     from .stream import EventStream
 
 __all__ = ["LOG_LEVELS", "Answers", "CommandError"]
@@ -44,13 +47,21 @@ class Answers:
     skipped: dict[str, str]
     stream: EventStream
     stopping: asyncio.Event
+    friends: tuple[FriendsConfig, ...]
+    resolver: Resolver
 
     clock: Callable[[], float]
 
-    async def reload(self, jail: str | None, *, unban: bool = False) -> dict[str, Any]:
+    async def reload(self, jail: str | None, *, unban: bool = False,
+                     session: tuple[str, int] | None = None, i_know: bool = False
+                     ) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def _resolve_ignored(self, now: float) -> None:
+    async def _resolve_new(self, runners: Mapping[str, JailRunner],
+                           friends: tuple[FriendsConfig, ...]) -> None:
+        raise NotImplementedError
+
+    async def _apply_allow_lists(self) -> None:
         raise NotImplementedError
 
     def _runner(self, jail: str) -> JailRunner:
@@ -94,7 +105,13 @@ class Answers:
                 "file_errors": [{"jail": s["jail"], **e} for s in jails
                                 for e in s["file_errors"]],
                 "store_error": self.enforcer.store_error,
-                "subscribers": self.stream.status()}
+                "subscribers": self.stream.status(),
+                "friends": [{"name": f.name, "ports": [list(p) if isinstance(p, tuple) else p
+                                                       for p in f.ports],
+                             "protocol": f.protocol,
+                             "friends": [str(n) for n in f.friends.networks]
+                             + list(f.friends.names)} for f in self.friends],
+                "names": self.resolver.status()}
 
     async def cmd_ban(self, jail: str, ips: list[str]) -> dict[str, Any]:
         assert self.enforcer is not None
@@ -158,11 +175,15 @@ class Answers:
             self._runner(jail)  # a mistyped jail is an error, not "no bans" (fail2ban's too)
         return rows
 
-    async def cmd_reload(self, jail: str | None = None, unban: bool = False) -> dict[str, Any]:
+    async def cmd_reload(self, jail: str | None = None, unban: bool = False,
+                         i_know: bool = False, session: str | None = None) -> dict[str, Any]:
         """fail2ban's ``reload [--unban] [JAIL]``: with a jail, --unban lifts only its bans;
-        a refused reload lifts nothing."""
+        a refused reload lifts nothing. ``session`` is the caller's SSH_CONNECTION, which a
+        new friends-only service must not cut off unless ``i_know``."""
         try:
-            return await self.reload(jail, unban=unban)
+            return await self.reload(jail, unban=unban, i_know=i_know,
+                                     session=session_of({"SSH_CONNECTION": session or "",
+                                                         "SSH_CLIENT": session or ""}))
         except ConfigError as exc:
             raise CommandError(f"reload refused, running configuration kept: {exc}") from exc
 
@@ -211,11 +232,11 @@ class Answers:
         log.log(NOTICE, "Log level set to %s (until the next reload)", name)
 
     async def _change_ignoreip(self, runner: JailRunner, value: str, *, add: bool) -> None:
-        """fail2ban's ``addignoreip``/``delignoreip``: the jail's ignore list only, so its
-        failure windows are kept (``apply_settings`` would start them over). The config the
-        runner holds changes too: ``get ignoreip`` shows the list, a later ``set`` keeps it,
-        and a reload (config differs from the file) goes back to the file's list. The
-        kernel's allow set is the configured ignoreip until that reload."""
+        """fail2ban's ``addignoreip``/``delignoreip``: the jail's ignore list and its kernel
+        allow set (one transaction), with failure windows kept (``apply_settings`` would start
+        them over). The config the runner holds changes too: ``get ignoreip`` shows the list,
+        a later ``set`` keeps it, and a reload (config differs from the file) goes back to the
+        file's list."""
         verb = "addignoreip" if add else "delignoreip"
         try:
             given = parse_ignoreip(value, verb)
@@ -238,10 +259,12 @@ class Answers:
             updated = IgnoreIP(tuple(n for n in now.networks if n not in given.networks),
                                tuple(n for n in now.names if n.lower() not in drop))
         runner.config = replace(runner.config,
-                                settings=replace(runner.config.settings, ignoreip=updated))
+                                settings=replace(runner.config.settings, ignoreip=updated),
+                                firewall=replace(runner.config.jail_firewall,
+                                                 allow=updated.networks))
         runner.core.ignores.set_ignoreip(updated)
-        if add and given.names:
-            await self._resolve_ignored(self.clock())  # new names are due: look them up now
+        await self._resolve_new(self.runners, self.friends)  # new names: looked up now
+        await self._apply_allow_lists()  # and the kernel's allow set follows
 
 
 def _jail_values(runner: JailRunner) -> dict[str, Callable[[], Any]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..actions.base import Backend, BackendError
-from ..config.model import JailFirewall
+from ..config.model import FriendsOnly, JailFirewall
 from ..core.active import ActiveBans
 from ..events import Ban, BanEvent, BanKey, EventKind
 from ..store.base import Store, StoreError
@@ -78,6 +78,8 @@ class Enforcer:
     """Bans the firewall holds but the store could not record yet (retried every tick)."""
     store_error: str = ""
     _firewalls: dict[str, list[JailFirewall]] = field(default_factory=dict)
+    _friends: tuple[FriendsOnly, ...] = ()
+    _friends_backend: str | None = None
     _unlifted: set[str] = field(default_factory=set)
     """Backends an unban failed on: reconciled at the next tick, so the address is let go."""
     _reconcile_errors: dict[str, str] = field(default_factory=dict)
@@ -88,9 +90,12 @@ class Enforcer:
     # -- structure ------------------------------------------------------------------------
 
     async def configure(self, jails: Mapping[str, tuple[str | None, JailFirewall]],
-                        now: float) -> None:
-        """Make the backends hold the structure of ``jails`` (name -> (backend, firewall)):
-        create backends newly named, reshape the others, stop the ones no jail uses.
+                        now: float, friends: Sequence[FriendsOnly] = ()) -> None:
+        """Make the backends hold the structure of ``jails`` (name -> (backend, firewall))
+        and the friends-only services: create backends newly named, reshape the others (each
+        in one transaction: a changed allow list never leaves a gap), stop the ones no jail
+        uses. Friends-only services go to the first native firewall the jails use (else
+        ``auto``: nftables, or ipset).
 
         A backend that cannot be created or started is logged and kept in
         ``backend_errors``; its jails' bans stay recorded and are retried by `reconcile`, and
@@ -101,6 +106,11 @@ class Enforcer:
             if kind is not None:
                 wanted.setdefault(kind, []).append(firewall)
         self.jail_backend = {name: b for name, (b, _) in jails.items() if b is not None}
+        self._friends = tuple(friends)
+        self._friends_backend = None
+        if friends:
+            self._friends_backend = next((n for n in wanted if n != "null"), "auto")
+            wanted.setdefault(self._friends_backend, [])
         for name in [n for n in self.backends if n not in wanted]:
             backend = self.backends.pop(name)
             self._firewalls.pop(name, None)
@@ -115,11 +125,12 @@ class Enforcer:
 
     async def _start_backend(self, name: str, firewalls: list[JailFirewall]) -> bool:
         self._firewalls[name] = firewalls
+        friends = self._friends if name == self._friends_backend else ()
         try:
             backend = self.backends.get(name)
             if backend is None:
                 backend = self.backends[name] = self.create_backend(name)
-            await backend.start(firewalls)
+            await backend.start(firewalls, friends)
         except (BackendError, OSError, ValueError) as exc:
             message = str(exc) or type(exc).__name__
             if self.backend_errors.get(name) != message:
@@ -132,13 +143,13 @@ class Enforcer:
         return True
 
     async def start(self, jails: Mapping[str, tuple[str | None, JailFirewall]],
-                    now: float) -> None:
+                    now: float, friends: Sequence[FriendsOnly] = ()) -> None:
         """Create firewall structure, release what expired while down, re-apply the rest."""
         for ban in self.store.release_expired(now):
             log.log(NOTICE, "[%s] Unban %s (expired while banish was not running)",
                     ban.jail, ban.address)
         self.active = ActiveBans(self.store.active_bans(now))
-        await self.configure(jails, now)
+        await self.configure(jails, now, friends)
         restored = list(self.active)
         if restored:
             # fail2ban's "Restore Ban" line, so a ban whose "Ban" line a crash cut off is

@@ -17,25 +17,28 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from ..actions import registry
 from ..actions.base import Backend
 from ..actions.command import CommandActions
+from ..config.friends import FriendsConfig
 from ..config.loader import Config, DaemonSettings, JailConfig, SkippedJail, load_config
-from ..config.model import JailFirewall
+from ..config.model import FriendsOnly, JailFirewall
 from ..errors import ConfigError
 from ..events import BanEvent, EventKind
 from ..store.base import StoreError
 from ..store.sqlite import SqliteStore
 from .answers import Answers, CommandError
 from .enforcer import Enforcer
+from .friends import allow_of, guard, names_in_use, services, session_of
 from .hostaddrs import own_addresses
 from .jailrun import JailRunner
 from .logsetup import NOTICE, setup_logging
 from .notify import sd_notify
+from .resolver import Resolver
 from .scripts import ScriptSubscriber
 from .stream import EventStream
 
@@ -44,7 +47,6 @@ __all__ = ["CommandError", "Runtime", "own_addresses"]
 log = logging.getLogger("banish.server")
 
 TICK = 1.0
-RESOLVE_EVERY = 300.0
 PURGE_EVERY = 3600.0
 PURGE_SLICE = 10_000
 DRAIN_AT_STOP = 10.0
@@ -55,7 +57,7 @@ class Runtime(Answers):
     """The running daemon: jails, enforcer, event stream, store and control socket."""
 
     def __init__(self, config_dir: str, *, overrides: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, i_know: bool = False) -> None:
         self.config_dir = config_dir
         self.overrides = overrides or {}
         self.clock = clock
@@ -71,6 +73,9 @@ class Runtime(Answers):
         self.stopping = asyncio.Event()
         self.control: Any = None
         self._self_addresses: tuple[str, ...] = ()
+        self.resolver = Resolver(self.settings.ignoreresolve)
+        self.friends = self.config.friends
+        self._i_know = i_know
 
     def _load(self) -> Config:
         config = load_config(self.config_dir)
@@ -108,9 +113,16 @@ class Runtime(Answers):
             await self._shutdown()
             raise ConfigError(reasons[0] if len(reasons) == 1 else
                               f"no jail could start ({len(reasons)} skipped): {reasons[0]}; ...")
+        await self._resolve_new(runners, self.friends)
+        try:  # banish run typed in an SSH session: do not cut it off (unless told so)
+            if not self._i_know:
+                guard(self._services(), (), self.friends, session_of(os.environ))
+        except ConfigError:
+            await self._shutdown()
+            raise
         self.scripts.configure({n: r.config.actions for n, r in runners.items()})
         self.stream.publish(BanEvent(EventKind.RELOAD, self.clock(), jails=tuple(runners)))
-        await self.enforcer.start(self._firewalls(runners), self.clock())
+        await self.enforcer.start(self._firewalls(runners), self.clock(), self._services())
         for runner in runners.values():
             self._start_runner(runner)
         self._write_pidfile(settings)
@@ -157,10 +169,35 @@ class Runtime(Answers):
         options = registry.BackendOptions(netns=os.environ.get("BANISH_NETNS") or None)
         return registry.create(name, options)
 
-    @staticmethod
-    def _firewalls(runners: Mapping[str, JailRunner]) -> dict[str, tuple[str | None,
-                                                                         JailFirewall]]:
-        return {name: (r.config.backend, r.config.jail_firewall) for name, r in runners.items()}
+    def _firewalls(self, runners: Mapping[str, JailRunner]
+                   ) -> dict[str, tuple[str | None, JailFirewall]]:
+        return {name: (r.config.backend, allow_of(r.config, self.resolver))
+                for name, r in runners.items()}
+
+    def _services(self, friends: tuple[FriendsConfig, ...] | None = None
+                  ) -> tuple[FriendsOnly, ...]:
+        return services(self.friends if friends is None else friends, self.resolver)
+
+    async def _resolve_new(self, runners: Mapping[str, JailRunner],
+                           friends: tuple[FriendsConfig, ...]) -> None:
+        """Track the names these jails and services use; look up the new ones now (a friend
+        must be allowed from the first transaction on) and tell the jails' cores."""
+        new = self.resolver.track(names_in_use((r.config for r in runners.values()), friends))
+        await self.resolver.refresh(self.clock(), new)
+        self._tell_cores(runners.values())
+
+    async def _apply_allow_lists(self) -> None:
+        """The kernel's allow sets and friends-only services as the jails and names say now."""
+        assert self.enforcer is not None
+        await self.enforcer.configure(self._firewalls(self.runners), self.clock(),
+                                      self._services())
+
+    def _tell_cores(self, runners: Iterable[JailRunner]) -> None:
+        now = self.clock()
+        for runner in runners:
+            for name in runner.config.settings.ignoreip.names:
+                addresses = self.resolver.addresses(name)
+                runner.core.update_resolved(name, addresses or None, now)
 
     async def _start_control(self, settings: DaemonSettings) -> None:
         from .control import ControlServer
@@ -196,7 +233,7 @@ class Runtime(Answers):
     async def _maintain(self) -> None:
         """Expiry every tick; retries, reconciliation, DNS refresh and purge less often."""
         assert self.enforcer is not None and self.store is not None
-        last_reconcile = last_resolve = last_purge = self.clock()
+        last_reconcile = last_purge = self.clock()
         last_store_error = ""
         while True:
             await asyncio.sleep(TICK)
@@ -213,9 +250,9 @@ class Runtime(Answers):
                     await self.enforcer.reconcile(now)
                     if self.scripts is not None and self.scripts.subscription is not None:
                         self.scripts.subscription.request_resync()
-                if now - last_resolve >= RESOLVE_EVERY:
-                    last_resolve = now
-                    await self._resolve_ignored(now)
+                if await self.resolver.refresh(now):  # a name stands for new addresses
+                    self._tell_cores(self.runners.values())
+                    await self._apply_allow_lists()
                 if now - last_purge >= PURGE_EVERY:
                     # In slices, so a big backlog never blocks the loop for long.
                     purged = self.store.purge(now - self.settings.dbpurgeage, limit=PURGE_SLICE)
@@ -233,18 +270,6 @@ class Runtime(Answers):
             else:
                 last_store_error = ""
 
-    async def _resolve_ignored(self, now: float) -> None:
-        """Re-resolve ``ignoreip`` names, so a dynamic home address stays allowed."""
-        loop = asyncio.get_running_loop()
-        for runner in self.runners.values():
-            for name in runner.core.names_to_resolve(now):
-                try:
-                    infos = await asyncio.wait_for(loop.getaddrinfo(name, None), 5)
-                    addresses = {str(i[4][0]) for i in infos}
-                except (OSError, TimeoutError):
-                    addresses = None
-                runner.core.update_resolved(name, addresses, now)
-
     # -- reload ---------------------------------------------------------------------------
 
     async def _reload_logged(self) -> None:
@@ -253,7 +278,9 @@ class Runtime(Answers):
         except ConfigError as exc:
             log.error("Reload failed, keeping the running configuration: %s", exc)
 
-    async def reload(self, jail: str | None, *, unban: bool = False) -> dict[str, Any]:
+    async def reload(self, jail: str | None, *, unban: bool = False,
+                     session: tuple[str, int] | None = None, i_know: bool = False
+                     ) -> dict[str, Any]:
         """Re-read the config; swap in changed jails; keep bans of every jail that stays.
 
         Everything new is compiled before anything stops: a jail whose new version is broken
@@ -285,6 +312,10 @@ class Runtime(Answers):
                     history=self.settings.dbpurgeage, self_addresses=self._self_addresses)
             except ConfigError as exc:
                 broken[name] = exc.located(file=config.file, section=name)
+        friends = new.friends if jail is None else self.friends
+        await self._resolve_new({**self.runners, **fresh}, friends)
+        if not i_know:  # a new or changed friends-only service must not cut off the caller
+            guard(self._services(friends), self.friends, friends, session)
         removed = [n for n in self.runners if n not in wanted and n not in broken]
         self.skipped = {n: r for n, r in self.skipped.items() if n in broken}
         for name, error in broken.items():
@@ -306,7 +337,8 @@ class Runtime(Answers):
         final = {**self.runners, **fresh}
         if self.scripts is not None:
             self.scripts.configure({n: r.config.actions for n, r in final.items()})
-        await self.enforcer.configure(self._firewalls(final), now)
+        self.friends = friends
+        await self.enforcer.configure(self._firewalls(final), now, self._services())
         self.stream.publish(BanEvent(EventKind.RELOAD, now, jails=tuple(sorted(final))))
         for runner in fresh.values():
             self._start_runner(runner)
@@ -330,3 +362,4 @@ class Runtime(Answers):
                 log.warning("%s changed to %s: takes effect at the next start (still %s)",
                             name, getattr(new, name), getattr(old, name))
         self.settings = replace(new, socket=old.socket, pidfile=old.pidfile, dbfile=old.dbfile)
+        self.resolver.interval = new.ignoreresolve
