@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-_DAEMONS = ("sshd", "fail2ban-server", "banish")
+_DAEMONS = ("sshd", "fail2ban-server", "banish", "postgres")
 
 
 def _run(*argv: str) -> str:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["OUTPUT_LIMIT", "ProcessResult", "one_line", "run_process"]
@@ -180,8 +180,11 @@ async def run_process(
     stdin: bytes | None = None,
     limit: int | None = OUTPUT_LIMIT,
     kill_grace: float = KILL_GRACE,
+    env: Mapping[str, str] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` without blocking the event loop; see the module docstring for how.
+
+    ``env`` replaces the environment when given (native ``banish-exec`` passes tag values so).
 
     ``stdin`` is the program's whole input (None: /dev/null). ``limit`` bytes of stdout and
     of stderr are kept (None: all of it). A program that cannot be started or outlives
@@ -200,7 +203,7 @@ async def run_process(
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=source, stdout=out.write_fd, stderr=err.write_fd,
-                start_new_session=True)
+                start_new_session=True, env=None if env is None else dict(env))
         except OSError as exc:
             return ProcessResult(None, problem=f"cannot run {argv[0]}: {exc.strerror or exc}")
         finally:

@@ -122,7 +122,7 @@ SUMMARY_KEYS = frozenset({"jail", "currently_failed", "total_failed", "currently
                           "total_banned"})
 STATUS_KEYS = frozenset({"jails", "jail_count", "summary", "skipped", "firewall_errors",
                          "failed_bans", "store_backlog", "store_error", "file_errors",
-                         "subscribers", "friends", "names"})
+                         "subscribers", "friends", "names", "notifications"})
 JAIL_STATUS_KEYS = SUMMARY_KEYS | {"banned", "files", "file_errors", "backend"}
 BANNED_KEYS = frozenset({"jail", "ip", "banned_at", "expires_at", "bantime", "origin"})
 
@@ -361,15 +361,17 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "status", "show jails, or one jail's counters, files and banned addresses",
         "Without JAIL: the jails and a line of counters each. With JAIL: its failure and ban "
-        "counters, the files (or journal) it reads and the addresses it has banned.",
-        (_JAIL_OPT,),
-        (Field("jail", "str"),),
+        "counters, the files (or journal) it reads and the addresses it has banned. --fleet: "
+        "the fleet (nodes, last seen, queued events, bans by origin).",
+        (_JAIL_OPT, Arg(("--fleet",), "show the fleet instead", action="store_true")),
+        (Field("jail", "str"), Field("fleet", "bool")),
         '{"jails": [...], "jail_count": n, "summary": [{"jail", "currently_failed", '
         '"total_failed", "currently_banned", "total_banned"}]}\n'
         'with JAIL: {"jail", "currently_failed", "total_failed", "currently_banned", '
         '"total_banned", "banned": [...], "files": [...], "file_errors": [{"path", '
-        '"message"}], "backend"}',
-        _plain("status", "jail"),
+        '"message"}], "backend"}\n'
+        'with --fleet: {"fleet": {"node", "connected", "queued", "nodes": [...], ...}}',
+        _plain("status", "jail", "fleet"),
     ),
     Command(
         "ban", "ban addresses in a jail",
@@ -391,7 +393,7 @@ COMMANDS: tuple[Command, ...] = (
          Arg(("targets",), "[JAIL] then addresses or networks, or '-' for stdin", nargs="*",
              metavar="[JAIL] IP")),
         (Field("ips", "strs"), Field("jail", "str"), Field("all", "bool")),
-        '{"unbanned": n, "not_banned": [...]}',
+        '{"unbanned": n, "not_banned": [...]} (+ "fleet_wide": n, lifted on every node too)',
         _unban,
     ),
     Command(
@@ -402,7 +404,8 @@ COMMANDS: tuple[Command, ...] = (
         (Arg(("ip",), "address or network to look up", nargs="?", metavar="IP"),
          Arg(("--jail",), "only bans of this jail", metavar="JAIL")),
         (Field("ip", "str"), Field("jail", "str")),
-        '[{"jail", "ip", "banned_at", "expires_at" (null: permanent), "bantime"}]',
+        '[{"jail", "ip", "banned_at", "expires_at" (null: permanent), "bantime", "origin" '
+        '("" this host, else the fleet node or "fail2ban")}]',
         _banned,
     ),
     Command(
@@ -429,6 +432,13 @@ COMMANDS: tuple[Command, ...] = (
         "ping", "check that the daemon answers",
         "Exit status 0 and 'pong' when the daemon answers, 1 when it is not running.",
         (), (), '"pong"', _plain("ping"),
+    ),
+    Command(
+        "metrics", "print the daemon's Prometheus metrics",
+        "The daemon's metrics in the Prometheus text format (what `banish web` serves on "
+        "/metrics and `metricsfile =` writes for node_exporter): lines read, failures, bans "
+        "and unbans by jail, active bans, match and firewall durations, queues, errors.",
+        (), (), '"# HELP ... (Prometheus text format)"', _plain("metrics"),
     ),
     Command(
         "get", "show a jail setting, or a daemon setting",

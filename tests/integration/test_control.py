@@ -83,7 +83,7 @@ class FakeDaemon:
             return {"jails": list(JAILS), "jail_count": len(JAILS), "summary": summary,
                     "skipped": [], "firewall_errors": [], "failed_bans": 0, "subscribers": [],
                     "store_backlog": 0, "store_error": "", "file_errors": [],
-                    "friends": [], "names": []}
+                    "friends": [], "names": [], "notifications": []}
         if cmd == "ban":
             fresh = [ip for ip in args["ips"] if (args["jail"], ip) not in self.bans]
             for ip in fresh:
@@ -266,8 +266,8 @@ def test_a_non_socket_file_is_left_alone(tmp_path: Path, loop: LoopThread) -> No
 VERBS = [
     # (argv, expected (cmd, args) at the handler, fail2ban spellings of the same)
     (["ping"], ("ping", {}), []),
-    (["status"], ("status", {"jail": None}), []),
-    (["status", "sshd"], ("status", {"jail": "sshd"}), []),
+    (["status"], ("status", {"jail": None, "fleet": False}), []),
+    (["status", "sshd"], ("status", {"jail": "sshd", "fleet": False}), []),
     (["ban", "sshd", "192.0.2.1", "2001:db8::/64"],
      ("ban", {"jail": "sshd", "ips": ["192.0.2.1", "2001:db8::/64"]}),
      [["set", "sshd", "banip", "192.0.2.1", "2001:db8::/64"]]),

@@ -203,7 +203,7 @@ def test_the_real_runtime_answers_with_the_documented_keys(tmp_path: Path) -> No
         status = json.loads(d.cli("status", "--json").stdout)
         assert set(status) == STATUS_KEYS
         assert all(set(row) == SUMMARY_KEYS for row in status["summary"])
-        assert {s["name"] for s in status["subscribers"]} == {"action.d"}
+        assert {s["name"] for s in status["subscribers"]} == {"action.d", "metrics"}  # enrich: later, by default
         assert set(d.status("good")) == JAIL_STATUS_KEYS
         (row,) = json.loads(d.cli("banned", "--json").stdout)
         assert set(row) == BANNED_KEYS

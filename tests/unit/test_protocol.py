@@ -57,8 +57,9 @@ def translate(*argv: str) -> Request:
 @pytest.mark.parametrize(("argv", "cmd", "args"), [
     (["ping"], "ping", {}),
     (["stop"], "stop", {}),
-    (["status"], "status", {"jail": None}),
-    (["status", "sshd"], "status", {"jail": "sshd"}),
+    (["status"], "status", {"jail": None, "fleet": False}),
+    (["status", "sshd"], "status", {"jail": "sshd", "fleet": False}),
+    (["status", "--fleet"], "status", {"jail": None, "fleet": True}),
     (["ban", "sshd", "192.0.2.1", "2001:db8::/64"], "ban",
      {"jail": "sshd", "ips": ["192.0.2.1", "2001:db8::/64"]}),
     (["ban", "sshd", "-"], "ban", {"jail": "sshd", "ips": ["-"]}),

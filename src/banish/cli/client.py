@@ -184,6 +184,8 @@ def render(request: Request, result: Any, now: float) -> str:
     """The human form of a result; ``now`` makes "time left" testable."""
     cmd, args = request.cmd, request.args
     if cmd == "status":
+        if args.get("fleet"):
+            return _fleet_status(result["fleet"], now)
         return _jail_status(result) if args.get("jail") else _status(result)
     if cmd == "banned":
         if request.view:
@@ -197,6 +199,8 @@ def render(request: Request, result: Any, now: float) -> str:
         return f"banned {result['banned']} in {args['jail']}, {result['already']} already banned"
     if cmd == "unban":
         text = f"unbanned {result['unbanned']}"
+        if result.get("fleet_wide"):
+            text += f" ({result['fleet_wide']} lifted on every node of the fleet too)"
         if result.get("not_banned"):
             text += f"; not banned: {' '.join(result['not_banned'])}"
         return text
@@ -243,6 +247,15 @@ def _status(result: dict[str, Any]) -> str:
             problems.append(f"subscriber {sub['name']}: {sub['queued']} queued, "
                             f"{sub['dropped']} dropped, {sub['errors']} errors"
                             + (f" (last: {sub['last_error']})" if sub.get("last_error") else ""))
+    notes = result.get("notifications") or []
+    if notes:
+        lines += ["", "Notifications:"] + [
+            f"  {n['name']} ({n['kind'] or 'not configured'}): {n['pending']} waiting"
+            + (f", {n['sent']} sent in {n['messages']} message(s)" if "sent" in n else "")
+            for n in notes]
+    problems += [f"notify {n['name']}: {n['pending']} waiting, {n['failures']} failed "
+                 f"attempt(s), next in {n['retry_in']:.0f} s (last: {n['last_error']})"
+                 for n in notes if n.get("failures")]
     names = {n["name"]: n for n in result.get("names") or []}
     for n in names.values():
         if n.get("error"):
@@ -263,6 +276,23 @@ def _status(result: dict[str, Any]) -> str:
                          f"(resolved {when})")
     if problems:
         lines += ["", "Problems:", *(f"  {p}" for p in problems)]
+    return "\n".join(lines)
+
+
+def _fleet_status(f: dict[str, Any], now: float) -> str:
+    state = "connected" if f["connected"] else f"NOT connected ({f['error'] or 'connecting'})"
+    lines = [f"Fleet node {f['node']}: {state}", f"|- Database:\t{f['database']}",
+             f"|- Queued to send:\t{f['queued']} (sent {f['sent']}, received {f['received']}, "
+             f"refused {f['refused']})"]
+    origins = ", ".join(f"{n} {c}" for n, c in sorted(f["bans_by_origin"].items())) or "none"
+    lines.append(f"|- Active bans by origin:\t{origins}")
+    nodes = f.get("nodes") or []
+    lines.append(f"`- Nodes:\t{len(nodes)}")
+    if nodes:
+        rows = [[n.get("node", ""), n.get("version", ""), f"{n.get('last_seen_ago', '')}s ago",
+                 n.get("lag_events", ""), n.get("queued", "")] for n in nodes]
+        lines += ["", _table(["NODE", "VERSION", "LAST SEEN", "UNREAD", "QUEUED"], rows,
+                             numeric={3, 4})]
     return "\n".join(lines)
 
 
@@ -295,8 +325,13 @@ def _banned(rows: Sequence[dict[str, Any]], now: float) -> str:
             until, left = "never", "permanent"
         else:
             until, left = _when(expires), _duration(expires - now)
-        table.append([r["jail"], r["ip"], _when(r["banned_at"]), until, left])
-    return _table(["JAIL", "ADDRESS", "BANNED AT", "EXPIRES AT", "LEFT"], table, numeric={4})
+        table.append([r["jail"], r["ip"], _when(r["banned_at"]), until, left,
+                      r.get("origin") or "here"])
+    header = ["JAIL", "ADDRESS", "BANNED AT", "EXPIRES AT", "LEFT", "ORIGIN"]
+    if not any(r.get("origin") for r in rows):  # one host, no imports: nothing to tell
+        header.pop()
+        table = [row[:-1] for row in table]
+    return _table(header, table, numeric={4})
 
 
 _END_OF_TIME = "9999-12-31 23:59:59"

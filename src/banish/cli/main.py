@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import USAGE_EXIT, BanishError
-from . import check, commands, dump, import_fail2ban, regex, run, scan
+from . import check, commands, dump, fleet_schema, import_fail2ban, regex, report, run, scan, web
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "filter regexes and action commands after all substitution.")
     dump.add_arguments(p)
     p.set_defaults(run=dump.run)
+    p = verbs.add_parser("fleet-schema", help="print the fleet's PostgreSQL schema (for psql)",
+                         description="The SQL that creates the fleet's tables, for the "
+                         "database owner to run once: banish fleet-schema --grant ROLE | psql")
+    fleet_schema.add_arguments(p)
+    p.set_defaults(run=fleet_schema.run)
+    p = verbs.add_parser("report", help="who was banned, from where, when (table, json, csv, "
+                         "html)", description="Totals, bans and failures by jail, node, "
+                         "country, AS, hour and day, top and repeat offenders, user names "
+                         "tried, from the ban history (no daemon needed).")
+    report.add_arguments(p)
+    p.set_defaults(run=report.run)
+    p = verbs.add_parser("web", help="local dashboard: live bans, charts, search, unban",
+                         description="Serve the dashboard on 127.0.0.1 (or a Unix socket) "
+                         "behind a token; /metrics serves the daemon's Prometheus metrics.")
+    web.add_arguments(p)
+    p.set_defaults(run=web.run)
     commands.add_control_verbs(verbs)
     return parser
 

@@ -11,7 +11,9 @@ Which implementation runs an action name, per action of the jail:
 2. Else, if NAME is one of banish's native backends (``NATIVE_BACKENDS``), the native backend
    enforces it, with the action's ``port``/``protocol``/``blocktype`` arguments (else the
    jail's options).
-3. Else it is an error naming the jail, ``action`` and the missing file.
+3. Else, if NAME is a native notification action (``banish-mail``, ``banish-webhook``...,
+   ``config/notify.py``), it becomes a typed NotifyAction (``JailEnforcement.notify``).
+4. Else it is an error naming the jail, ``action`` and the missing file.
 A jail may have one native backend and any number of scripts; scripts run beside the firewall
 as a subscriber of the ban event stream (fail2ban runs all its actions that way too). A jail
 with no action at all only logs (``null``).
@@ -30,6 +32,7 @@ from ..errors import ConfigError
 from .actiondef import ActionDefinition, load_actions, parse_spec
 from .filterdef import split_specs
 from .model import Blocktype, JailFirewall, Port, Transport
+from .notify import NotifyAction, compile_notify, is_notify_action
 
 log = logging.getLogger("banish.config")
 
@@ -48,6 +51,7 @@ class JailEnforcement:
     backend: str | None
     firewall: JailFirewall
     scripts: tuple[ActionDefinition, ...] = ()
+    notify: tuple[NotifyAction, ...] = ()
 
 
 def has_action_file(directory: str, name: str) -> bool:
@@ -64,9 +68,13 @@ def compile_enforcement(directory: str, jail: str, options: Mapping[str, str],
         specs = [banaction] if banaction else ["null"]
     native: list[tuple[str, dict[str, str]]] = []
     script_specs: list[str] = []
+    notify: list[NotifyAction] = []
     for spec in specs:
         try:
             name, args = parse_spec(spec)
+            if is_notify_action(name) and not has_action_file(directory, name):
+                notify.append(compile_notify(name, args, jail))
+                continue
         except ConfigError as exc:
             raise exc.located(file=file, section=jail, option="action") from exc
         if has_action_file(directory, name) or name not in NATIVE_BACKENDS:
@@ -99,7 +107,8 @@ def compile_enforcement(directory: str, jail: str, options: Mapping[str, str],
         firewall = JailFirewall(name=jail, ports=ports, protocol=protocol, blocktype=blocktype)
     except ConfigError as exc:
         raise exc.located(file=file, section=jail) from exc
-    return JailEnforcement(chosen[0] if chosen else None, firewall, tuple(scripts))
+    return JailEnforcement(chosen[0] if chosen else None, firewall, tuple(scripts),
+                           tuple(notify))
 
 
 def parse_ports(text: str) -> tuple[Port, ...]:

@@ -19,11 +19,13 @@ from ..errors import ConfigError
 from .actiondef import ActionDefinition
 from .filterdef import FILTER_OPTIONS, FilterDefinition, load_filter, split_name_args
 from .firewall import compile_enforcement
+from .fleet import FleetSettings, fleet_settings
 from .friends import FriendsConfig, friends_config, section_name, with_friends
 from .ini import IniTree
 from .model import JailFirewall, JailSettings, LogPath
+from .notify import NotifyAction
 from .subnets import subnet_policy
-from .values import jail_settings, parse_duration
+from .values import jail_settings, parse_bool, parse_duration
 
 _NOT_JAILS = {"INCLUDES", "DEFAULT"}
 
@@ -44,9 +46,21 @@ class DaemonSettings:
     logtarget: str = DEFAULT_LOGTARGET
     loglevel: str = "INFO"
     reconcileinterval: float = 300.0
+    """How often the firewall is compared with the store's active bans and repaired."""
     ignoreresolve: float = 300.0
     """How often ignoreip and friends host names are looked up again."""
-    """How often the firewall is compared with the store's active bans and repaired."""
+    fleet: FleetSettings | None = None
+    """The shared PostgreSQL database of a fleet (banish.conf ``[fleet]``), if any."""
+    geoipdb: str = "shipped"
+    """Where bans' origins come from (insight/geo.py): ``shipped``, .mmdb paths, or ``off``."""
+    enrich: str = "auto"
+    """When the daemon looks up bans' origins: ``live`` (each ban, beside the ban path),
+    ``later`` (``banish report``/``web`` fill what is missing), ``auto``: live for .mmdb
+    files (memory-mapped, cheap), later for the shipped data (~110 MB held in memory)."""
+    reversedns: bool = False
+    """Also record banned addresses' reverse DNS names (asynchronous, cached)."""
+    metricsfile: str = ""
+    """A node_exporter textfile the daemon keeps up to date with its metrics ("" none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +103,8 @@ class JailConfig:
     or None when only action.d scripts enforce the jail's bans."""
     actions: tuple[ActionDefinition, ...] = ()
     """action.d scripts, resolved; they run beside the firewall, in this order."""
+    notify: tuple[NotifyAction, ...] = ()
+    """Native notification actions (``banish-mail[...]``...; ``config/notify.py``)."""
     logtimezone: str | None = None
     journal_filter: FilterDefinition | None = None
     """The filter read with ``logtype = journal``, for a jail whose ``backend = auto`` may fall
@@ -186,8 +202,29 @@ def load_daemon_settings(directory: str,
             loglevel=get("loglevel", "INFO").upper(),
             reconcileinterval=reconcile,
             ignoreresolve=resolve,
+            fleet=fleet_settings(tree, file, warnings),
+            geoipdb=get("geoipdb", "shipped"),
+            enrich=_enrich_mode(get("enrich", "auto"), file, section),
+            reversedns=_located_bool(get("reversedns", "false"), "reversedns", file,
+                                     section),
+            metricsfile=get("metricsfile", ""),
         )
     return DaemonSettings()
+
+
+def _enrich_mode(value: str, file: str, section: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("auto", "live", "later"):
+        raise ConfigError(f"unknown enrich mode {value.strip()!r} (auto, live or later)",
+                          file=file, section=section, option="enrich")
+    return mode
+
+
+def _located_bool(value: str, option: str, file: str, section: str) -> bool:
+    try:
+        return parse_bool(value, option)
+    except ConfigError as exc:
+        raise exc.located(file=file, section=section) from exc
 
 
 def _jail_file(tree: IniTree, section: str) -> str:
@@ -307,7 +344,7 @@ def _load_jail(directory: str, tree: IniTree, section: str, include_disabled: bo
     firewall = replace(enforcement.firewall, allow=settings.ignoreip.networks)
     return JailConfig(
         settings=settings, filter=definition, source=source, firewall=firewall,
-        backend=enforcement.backend, actions=enforcement.scripts,
+        backend=enforcement.backend, actions=enforcement.scripts, notify=enforcement.notify,
         logtimezone=(options.get("logtimezone") or "").strip() or None,
         journal_filter=journal_filter, subnets=subnet_policy(options), file=file)
 

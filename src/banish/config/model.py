@@ -132,6 +132,19 @@ class JailSettings:
     """Addresses whose failures are counted at once; beyond, the longest quiet go first."""
     maxmatchchars: int = DEFAULT_MAX_MATCH_CHARS
     """Characters of matched lines kept over all addresses (their failures still count)."""
+    fleet: str = "off"
+    """share: this jail's bans go to the fleet; receive: the fleet's bans of the jail of this
+    name are applied here; both; off (a node without a fleet ignores it)."""
+    fleetmaxretry: int | None = None
+    """Failures of one address reported by all nodes within findtime that ban it everywhere."""
+
+    @property
+    def shares(self) -> bool:
+        return self.fleet in ("share", "both")
+
+    @property
+    def receives(self) -> bool:
+        return self.fleet in ("receive", "both")
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():

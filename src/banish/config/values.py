@@ -228,6 +228,18 @@ def parse_size(value: str, option: str) -> int:
     return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
 
 
+FLEET_MODES: Final = ("off", "share", "receive", "both")
+
+
+def parse_fleet_mode(value: str, option: str = "fleet") -> str:
+    """``fleet``: share this jail's bans, receive the fleet's, both, or off."""
+    mode = value.strip().lower()
+    if mode not in FLEET_MODES:
+        raise ConfigError(f"unknown fleet mode {value.strip()!r} (one of {', '.join(FLEET_MODES)})",
+                          option=option)
+    return mode
+
+
 def parse_usedns(value: str, option: str = "usedns") -> UseDns:
     word = value.strip().lower()
     try:
@@ -382,7 +394,7 @@ JAIL_OPTIONS: Final = frozenset(
         "maxmatches", "ignoreip", "ignoreself", "ignorecommand", "usedns", "mode",
         "bantime.increment", "bantime.factor", "bantime.formula", "bantime.multipliers",
         "bantime.maxtime", "bantime.rndtime", "bantime.overalljails",
-        "maxtracked", "maxmatchchars",
+        "maxtracked", "maxmatchchars", "fleet", "fleetmaxretry",
     }
 )  # fmt: skip
 """The options ``jail_settings`` understands; others (``action``, ``logencoding``...) are the
@@ -443,4 +455,7 @@ def _build(name: str, opt: dict[str, str]) -> JailSettings:
         else DEFAULT_MAX_TRACKED,
         maxmatchchars=parse_size(v, "maxmatchchars") if (v := get("maxmatchchars"))
         else DEFAULT_MAX_MATCH_CHARS,
+        fleet=parse_fleet_mode(v) if (v := get("fleet")) else "off",
+        fleetmaxretry=parse_int(v, "fleetmaxretry", minimum=1) if (v := get("fleetmaxretry"))
+        else None,
     )

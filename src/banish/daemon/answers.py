@@ -20,13 +20,16 @@ from ..core.subnets import covering
 from ..errors import ConfigError
 from ..events import Ban, BanKey
 from ..protocol import CommandError
+from .fleet import BY_HAND
 from .friends import session_of
 from .logsetup import NOTICE
 
 if TYPE_CHECKING:
     from ..config.friends import FriendsConfig
     from ..config.loader import Config, DaemonSettings
+    from ..notify.subscriber import Notifications
     from .enforcer import Enforcer
+    from .fleet import FleetSync
     from .jailrun import JailRunner
     from .resolver import Resolver
     from .stream import EventStream
@@ -49,6 +52,8 @@ class Answers:
     stopping: asyncio.Event
     friends: tuple[FriendsConfig, ...]
     resolver: Resolver
+    fleet: FleetSync | None
+    notify: Notifications | None
 
     clock: Callable[[], float]
 
@@ -79,11 +84,21 @@ class Answers:
     async def cmd_ping(self) -> str:
         return "pong"
 
+    async def cmd_metrics(self) -> str:
+        insight = getattr(self, "insight", None)  # daemon/insight.py, set by the runtime
+        if insight is None:
+            raise CommandError("metrics are not running yet")
+        return str(insight.text())
+
     async def cmd_stop(self) -> str:
         asyncio.get_running_loop().call_soon(self.stopping.set)
         return "stopping"
 
-    async def cmd_status(self, jail: str | None = None) -> dict[str, Any]:
+    async def cmd_status(self, jail: str | None = None, fleet: bool = False) -> dict[str, Any]:
+        if fleet:
+            if self.fleet is None:
+                raise CommandError("no fleet: banish.conf has no [fleet] section")
+            return {"fleet": await self.fleet.fresh_status()}
         if jail is not None:
             if jail in self.skipped and jail not in self.runners:
                 raise CommandError(f"jail {jail!r} does not run: {self.skipped[jail]}")
@@ -106,6 +121,7 @@ class Answers:
                                 for e in s["file_errors"]],
                 "store_error": self.enforcer.store_error,
                 "subscribers": self.stream.status(),
+                "notifications": self.notify.status() if self.notify is not None else [],
                 "friends": [{"name": f.name, "ports": [list(p) if isinstance(p, tuple) else p
                                                        for p in f.ports],
                              "protocol": f.protocol,
@@ -135,8 +151,8 @@ class Answers:
         active = self.enforcer.active
         if all:
             keys = [k for k in active.ban_keys() if jail is None or k.jail == jail]
-            found = await self.enforcer.unban(keys, self.clock())
-            return {"unbanned": len(found), "not_banned": []}
+            found = await self.enforcer.unban(keys, self.clock(), reason=BY_HAND)
+            return {"unbanned": len(found), "not_banned": [], **self._fleet_wide(found)}
         keys = []
         missing = []
         # Look-ups by key, jail by jail: a list of 1,000 addresses against 40,000 bans took
@@ -156,8 +172,17 @@ class Answers:
                                        f"subnet {where}: unban that subnet to release it")
                 missing.append(ip)
             keys.extend(hits)
-        found = await self.enforcer.unban(keys, self.clock())
-        return {"unbanned": len(found), "not_banned": missing}
+        found = await self.enforcer.unban(keys, self.clock(), reason=BY_HAND)
+        return {"unbanned": len(found), "not_banned": missing, **self._fleet_wide(found)}
+
+    def _fleet_wide(self, found: list[Ban]) -> dict[str, int]:
+        """How many of the lifted bans the fleet lifts on every node too (their jail is in
+        the fleet): the admin is told, not surprised."""
+        if self.fleet is None:
+            return {}
+        shared = sum(1 for b in found if (r := self.runners.get(b.jail)) is not None
+                     and r.config.settings.fleet != "off")
+        return {"fleet_wide": shared} if shared else {}
 
     async def cmd_banned(self, ip: str | None = None, jail: str | None = None) -> list[dict[str, Any]]:
         assert self.enforcer is not None

@@ -27,7 +27,7 @@ from ..actions.base import Backend, BackendError
 from ..config.model import FriendsOnly, JailFirewall
 from ..core.active import ActiveBans
 from ..events import Ban, BanEvent, BanKey, EventKind
-from ..store.base import Store, StoreError
+from ..store.base import OutboxEvent, Store, StoreError
 from .logsetup import NOTICE
 from .stream import EventStream
 
@@ -84,6 +84,11 @@ class Enforcer:
     """Backends an unban failed on: reconciled at the next tick, so the address is let go."""
     _reconcile_errors: dict[str, str] = field(default_factory=dict)
     _pending: set[BanKey] = field(default_factory=set)
+    share: Callable[[Sequence[Ban]], list[OutboxEvent]] | None = None
+    """The fleet's share of new bans, queued in the store's own transaction (a crash keeps
+    a ban and its place in the fleet's outbox together, or neither); ``shared`` is told once
+    they are committed (the fleet's sender sends them at once)."""
+    shared: Callable[[], None] | None = None
     """Bans being committed and applied right now: banning one again meanwhile is a no-op,
     as for an active ban."""
 
@@ -219,7 +224,7 @@ class Enforcer:
             # Order matters: tasks start in this order, so the first slice reaches nft before
             # anything else competes for the event loop.
             done = await asyncio.gather(
-                asyncio.to_thread(self.store.add_bans, fresh),
+                self._record(fresh),
                 *self._apply_slices(fresh, now), return_exceptions=True)
             stored = done[0]
             if isinstance(stored, StoreError):
@@ -241,6 +246,15 @@ class Enforcer:
         _log_each(fresh, "Ban")
         self.stream.publish(BanEvent(EventKind.BAN, now, tuple(fresh)))
         return fresh
+
+    async def _record(self, bans: Sequence[Ban]) -> None:
+        outbox = self.share(bans) if self.share is not None else []
+        if outbox:
+            await asyncio.to_thread(self.store.add_bans, bans, outbox)
+            if self.shared is not None:
+                self.shared()
+        else:
+            await asyncio.to_thread(self.store.add_bans, bans)
 
     @property
     def firewall_errors(self) -> dict[str, str]:
@@ -271,7 +285,7 @@ class Enforcer:
         batch, self.unsaved = self.unsaved, []
         batch = [b for b in batch if b.key in self.active]  # unbanned meanwhile: gone
         try:
-            await asyncio.to_thread(self.store.add_bans, batch)
+            await self._record(batch)
         except StoreError as exc:
             self.unsaved = batch + self.unsaved
             self.store_error = str(exc)

@@ -15,6 +15,7 @@ import contextlib
 import glob
 import logging
 import socket
+import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -91,6 +92,10 @@ class JailRunner:
         self._ignore_answer: tuple[str, Failure, bool] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.files: list[str] = []
+        self.on_failure: Callable[[str, str, float], None] | None = None
+        """Told of each counted failure (the fleet's fleetmaxretry counting)."""
+        self.on_batch: Callable[[JailRunner, int, float], None] | None = None
+        """Told of each batch: lines read, seconds spent matching it (metrics)."""
         self._found_since = 0.0
         self._found_logged = 0
         self._found_quiet = 0
@@ -208,6 +213,7 @@ class JailRunner:
 
     async def handle(self, batch: Batch) -> None:
         now = self.clock()
+        started = time.perf_counter()
         pipeline = self.pipeline
         # The batch's bans count for its later failures at once (as live, and as scan replays).
         book = ActiveBans(over=self.enforcer.active)
@@ -226,14 +232,19 @@ class JailRunner:
                 result = verdict.result
                 if result.outcome is Outcome.IGNORED:
                     log.info("[%s] Ignore %s by %s", self.name, address, result.ignored_by)
-                if verbose and not verdict.already_banned and result.outcome in (
-                        Outcome.COUNTED, Outcome.BANNED):
+                counted = not verdict.already_banned and result.outcome in (
+                    Outcome.COUNTED, Outcome.BANNED)
+                if counted and self.on_failure is not None:
+                    self.on_failure(self.name, address, f.time)
+                if verbose and counted:
                     self._log_found(address, f.time, now)
                 if len(verdict.bans) > 1:
                     policy = self.config.subnets
                     log.log(NOTICE, "[%s] %d addresses of %s banned within %ds: banning the "
                             "subnet", self.name, policy.escalate_count, verdict.bans[1].address,
                             int(policy.escalate_period))
+        if self.on_batch is not None:
+            self.on_batch(self, len(batch.lines), time.perf_counter() - started)
         if len(book):
             await self.enforcer.ban(list(book), now)
         self._save_position(batch)

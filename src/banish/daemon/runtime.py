@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from .. import __version__
 from ..actions import registry
 from ..actions.base import Backend
 from ..actions.command import CommandActions
@@ -29,12 +30,15 @@ from ..config.loader import Config, DaemonSettings, JailConfig, SkippedJail, loa
 from ..config.model import FriendsOnly, JailFirewall
 from ..errors import ConfigError
 from ..events import BanEvent, EventKind
+from ..notify.subscriber import Notifications
 from ..store.base import StoreError
 from ..store.sqlite import SqliteStore
 from .answers import Answers, CommandError
 from .enforcer import Enforcer
+from .fleet import FleetSync
 from .friends import allow_of, guard, names_in_use, services, session_of
 from .hostaddrs import own_addresses
+from .insight import Insight
 from .jailrun import JailRunner
 from .logsetup import NOTICE, setup_logging
 from .notify import sd_notify
@@ -74,6 +78,11 @@ class Runtime(Answers):
         self.control: Any = None
         self._self_addresses: tuple[str, ...] = ()
         self.resolver = Resolver(self.settings.ignoreresolve)
+        self.fleet: FleetSync | None = None
+        self.notify: Notifications | None = None
+        """The native notification actions (banish-mail...; notify/subscriber.py)."""
+        self.insight: Insight | None = None
+        """Enrichment and metrics subscribers (daemon/insight.py)."""
         self.friends = self.config.friends
         self._i_know = i_know
 
@@ -106,6 +115,15 @@ class Runtime(Answers):
             CommandActions(netns=os.environ.get("BANISH_NETNS") or None),
             lambda: list(self.enforcer.active) if self.enforcer else [], self.clock)
         self.scripts.subscribe(self.stream)
+        self.insight = Insight(self)
+        if settings.fleet is not None:
+            self.fleet = FleetSync(
+                settings.fleet, store=self.store, enforcer=self.enforcer,
+                jails=lambda: {n: r.config for n, r in self.runners.items()},
+                ignored=self._ignored, clock=self.clock, version=__version__)
+            self.fleet.subscribe(self.stream)
+            self.enforcer.share = self.fleet.share
+            self.enforcer.shared = self.fleet.wake
         runners = self._compile(self.config.jails, self.config.skipped)
         if self.skipped and not runners:
             reasons = list(self.skipped.values())
@@ -121,10 +139,14 @@ class Runtime(Answers):
             await self._shutdown()
             raise
         self.scripts.configure({n: r.config.actions for n, r in runners.items()})
+        self.notify = Notifications(self.store, self.clock)
+        await self.notify.configure(self.stream, [a for r in runners.values() for a in r.config.notify])
         self.stream.publish(BanEvent(EventKind.RELOAD, self.clock(), jails=tuple(runners)))
         await self.enforcer.start(self._firewalls(runners), self.clock(), self._services())
         for runner in runners.values():
             self._start_runner(runner)
+        if self.fleet is not None:
+            self.fleet.start()
         self._write_pidfile(settings)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
@@ -160,14 +182,27 @@ class Runtime(Answers):
         log.error("Jail %r skipped: %s", name, error)
         self.skipped[name] = str(error)
 
+    def _ignored(self, jail: str, address: str) -> bool:
+        """This node's own ignore rules for ``address`` in ``jail`` (a fleet ban never locks
+        out a node's owner)."""
+        runner = self.runners.get(jail)
+        return runner is not None and runner.core.ignores.check(address) is not None
+
     def _start_runner(self, runner: JailRunner) -> None:
+        fleet_counts = (runner.config.settings.fleetmaxretry is not None
+                        and runner.config.settings.fleet != "off")
+        if self.fleet is not None and fleet_counts:
+            runner.on_failure = self.fleet.note_failure
         self.runners[runner.name] = runner
+        if self.insight is not None:
+            self.insight.watch(runner)
         runner.start()
         log.info("Jail %r started (%s)", runner.name, runner.source_kind)
 
     def _create_backend(self, name: str) -> Backend:
         options = registry.BackendOptions(netns=os.environ.get("BANISH_NETNS") or None)
-        return registry.create(name, options)
+        backend = registry.create(name, options)
+        return self.insight.instrument(name, backend) if self.insight is not None else backend
 
     def _firewalls(self, runners: Mapping[str, JailRunner]
                    ) -> dict[str, tuple[str | None, JailFirewall]]:
@@ -221,6 +256,12 @@ class Runtime(Answers):
         if not await self.stream.drain(DRAIN_AT_STOP):
             log.warning("subscribers still busy after %.0fs: stopping them", DRAIN_AT_STOP)
         await self.stream.close()
+        if self.notify is not None:
+            await self.notify.stop()
+        if self.insight is not None:
+            await self.insight.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         if self.scripts is not None:
             await self.scripts.stop()
         if self.enforcer is not None:
@@ -337,6 +378,8 @@ class Runtime(Answers):
         final = {**self.runners, **fresh}
         if self.scripts is not None:
             self.scripts.configure({n: r.config.actions for n, r in final.items()})
+        if self.notify is not None:
+            await self.notify.configure(self.stream, [a for r in final.values() for a in r.config.notify])
         self.friends = friends
         await self.enforcer.configure(self._firewalls(final), now, self._services())
         self.stream.publish(BanEvent(EventKind.RELOAD, now, jails=tuple(sorted(final))))

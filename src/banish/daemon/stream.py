@@ -157,6 +157,9 @@ class EventStream:
     def __init__(self) -> None:
         self._subscriptions: dict[str, Subscription] = {}
         self.published = 0
+        self.last_published = 0.0
+        """When the last event was published (monotonic): subscribers whose work can wait a
+        moment (notifications) let a burst of bans through first."""
 
     def subscribe(self, name: str, handle: Handler, *, resync: Resync | None = None,
                   capacity: int = DEFAULT_CAPACITY) -> Subscription:
@@ -179,6 +182,7 @@ class EventStream:
     def publish(self, event: BanEvent) -> None:
         """Hand ``event`` to every subscriber; returns at once, whatever they do."""
         self.published += 1
+        self.last_published = time.monotonic()
         for sub in self._subscriptions.values():
             sub.offer(event)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from banish.errors import BanishError
 from banish.events import PERMANENT, Ban, BanKey
 
-__all__ = ["PERMANENT", "Ban", "BanCount", "BanKey", "FilePosition", "Store", "StoreError"]
+__all__ = ["PERMANENT", "Ban", "BanCount", "BanKey", "FilePosition", "OutboxEvent", "Store",
+           "StoreError"]
 
 class StoreError(BanishError):
     """The ban database cannot be used: unreadable, corrupt, foreign, or from a newer banish.
@@ -40,6 +41,22 @@ class BanCount:
     count: int
     last_bantime: int | None = None
     last_banned_at: float | None = None
+
+
+class OutboxEvent(NamedTuple):
+    """A decision waiting in this node's fleet outbox (``seq`` 0 until it is queued): the
+    addresses banned (or unbanned) in one jail at one moment for one bantime -- a log's ban
+    is one address, a 100,000-address blocklist one row.
+
+    ``banned_at`` is this node's clock: the sender turns it into an age, so the database's
+    clock decides absolute ends."""
+
+    seq: int
+    kind: str
+    jail: str
+    addresses: tuple[str, ...]
+    bantime: int
+    banned_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +85,13 @@ class Store(Protocol):
     shared by many hosts can implement it unchanged.
     """
 
-    def add_bans(self, bans: Sequence[Ban]) -> None:
+    def add_bans(self, bans: Sequence[Ban], outbox: Sequence[OutboxEvent] = ()) -> None:
         """Record bans in history and as active, all or nothing, committed on return.
 
         If the key is already active, the ban that ends later (permanent wins) stays active, so
-        a shorter ban never cuts an existing one short. History keeps every ban.
+        a shorter ban never cuts an existing one short. History keeps every ban. ``outbox``:
+        the fleet's share of them, queued in the same transaction (a crash keeps both or
+        neither).
         """
         ...
 

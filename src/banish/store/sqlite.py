@@ -22,11 +22,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from banish.store.base import Ban, BanCount, BanKey, FilePosition, StoreError
+from banish.store import insight as insight_schema
+from banish.store.base import Ban, BanCount, BanKey, FilePosition, OutboxEvent, StoreError
 
 APPLICATION_ID = 0x62616E69  # "bani": marks the file as banish's, see ``_check_ownership``
 MAX_MATCH_CHARS = 2000
@@ -83,6 +84,44 @@ MIGRATIONS: list[Migration] = [
             cursor TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 1 -> 2: the fleet's durable outbox (events wait here while PostgreSQL is away, sent in
+    # seq order and deleted once the database holds them) and small named values (the fleet
+    # cursor).
+    _statements(
+        """CREATE TABLE fleet_outbox (
+            seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind      TEXT    NOT NULL,
+            jail      TEXT    NOT NULL,
+            addresses TEXT    NOT NULL,
+            count     INTEGER NOT NULL,
+            bantime   INTEGER NOT NULL,
+            banned_at REAL    NOT NULL
+        )""",
+        """CREATE TABLE named_values (
+            name  TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+    # 2 -> 3: each notification action's durable outbox (store/notify_outbox.py): a row holds
+    # up to a chunk of one event's bans as JSON (kind, reason, time: the event's); ``done``
+    # counts the ones already sent.
+    _statements(
+        """CREATE TABLE notify_outbox (
+            seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+            action    TEXT    NOT NULL,
+            queued_at REAL    NOT NULL,
+            kind      TEXT    NOT NULL,
+            reason    TEXT    NOT NULL,
+            time      REAL    NOT NULL,
+            count     INTEGER NOT NULL,
+            done      INTEGER NOT NULL DEFAULT 0,
+            items     TEXT    NOT NULL
+        )""",
+        "CREATE INDEX notify_outbox_action ON notify_outbox (action, seq)",
+    ),
+    # insight: where banned addresses come from, and the user names bans captured
+    # (store/insight.py owns these tables and their queries).
+    insight_schema.MIGRATION,
 ]
 
 # The whole batch is one JSON parameter: one statement, so sqlite3 lets go of the GIL for all
@@ -119,6 +158,8 @@ _ACTIVE = """SELECT address, jail, banned_at, bantime, origin FROM active_bans
     ORDER BY banned_at, address, jail"""
 _EXPIRED = """SELECT address, jail, banned_at, bantime, origin FROM active_bans
     WHERE expires_at <= ? ORDER BY expires_at, address, jail"""
+_OUTBOX_ADD = """INSERT INTO fleet_outbox (kind, jail, addresses, count, bantime, banned_at)
+    VALUES (?, ?, ?, ?, ?, ?)"""
 _HISTORY = "SELECT address, jail, banned_at, bantime, failures, matches, origin FROM ban_history"
 
 
@@ -282,7 +323,7 @@ class SqliteStore:
 
     # -- bans ----------------------------------------------------------------------------
 
-    def add_bans(self, bans: Sequence[Ban]) -> None:
+    def add_bans(self, bans: Sequence[Ban], outbox: Sequence[OutboxEvent] = ()) -> None:
         if not bans:
             return
         encode = self._encode_matches
@@ -306,6 +347,8 @@ class SqliteStore:
             first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM ban_history").fetchone()[0]
             conn.execute(sql, args)
             conn.execute(_ADD_ACTIVE, [first])
+            if outbox:
+                self._outbox_insert(conn, outbox)
 
     def remove_bans(self, keys: Iterable[BanKey], *, forget: bool = False) -> int:
         pairs = [(k.address, k.jail) for k in keys]
@@ -409,6 +452,62 @@ class SqliteStore:
             "SELECT cursor FROM journal_cursors WHERE jail = ?",
             [jail],
         )
+        return str(rows[0][0]) if rows else None
+
+    # -- the fleet's outbox and named values ---------------------------------------------
+
+    def outbox_add(self, events: Sequence[OutboxEvent],
+                   values: Mapping[str, str] | None = None) -> None:
+        """Append events (their ``seq`` is given here, in order) and set named ``values`` in
+        the same transaction, committed on return."""
+        if not events:
+            return
+        with self._write("cannot queue fleet events") as conn:
+            self._outbox_insert(conn, events)
+            for name, value in (values or {}).items():
+                conn.execute("INSERT OR REPLACE INTO named_values (name, value) VALUES (?, ?)",
+                             [name, value])
+
+    @staticmethod
+    def _outbox_insert(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> None:
+        conn.executemany(_OUTBOX_ADD, [(e.kind, e.jail, ",".join(e.addresses),
+                                        len(e.addresses), e.bantime, e.banned_at)
+                                       for e in events])
+
+    def outbox_peek(self, limit: int) -> list[OutboxEvent]:
+        """The oldest waiting decisions, in order: as many as hold ``limit`` addresses (at
+        least one)."""
+        rows = self._read("cannot read the fleet outbox",
+                          "SELECT seq, kind, jail, addresses, count, bantime, banned_at "
+                          "FROM fleet_outbox ORDER BY seq LIMIT ?", [limit])
+        out: list[OutboxEvent] = []
+        total = 0
+        for seq, kind, jail, addresses, count, bantime, banned_at in rows:
+            if out and total + count > limit:
+                break
+            total += count
+            out.append(OutboxEvent(seq, kind, jail, tuple(addresses.split(",")), bantime,
+                                   banned_at))
+        return out
+
+    def outbox_drop(self, upto: int) -> None:
+        """Forget the events up to ``seq`` ``upto``: the database holds them."""
+        with self._write("cannot update the fleet outbox") as conn:
+            conn.execute("DELETE FROM fleet_outbox WHERE seq <= ?", [upto])
+
+    def outbox_size(self) -> int:
+        """Addresses waiting (in all decisions)."""
+        return int(self._read("cannot read the fleet outbox",
+                              "SELECT coalesce(sum(count), 0) FROM fleet_outbox")[0][0])
+
+    def set_value(self, name: str, value: str) -> None:
+        with self._write(f"cannot save {name}") as conn:
+            conn.execute("INSERT OR REPLACE INTO named_values (name, value) VALUES (?, ?)",
+                         [name, value])
+
+    def get_value(self, name: str) -> str | None:
+        rows = self._read(f"cannot read {name}",
+                          "SELECT value FROM named_values WHERE name = ?", [name])
         return str(rows[0][0]) if rows else None
 
     # -- upkeep --------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Bans shared through PostgreSQL: the database side of a fleet (``database``, ``schema``)."""
