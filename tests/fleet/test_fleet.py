@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fleet.lab import fleet_lab
 from tests.fleet.postgres import Cluster
@@ -201,6 +202,12 @@ def test_hostile_rows_are_refused_by_every_node_logged_and_never_reach_nft(
             assert node.kernel() == {"10.217.0.9"}
             assert node.fleet()["refused"] == len(HOSTILE) + 1
             assert node.daemon.log_text().count("Fleet: refused a row") == len(HOSTILE) + 1
+            metrics = {s.name: s.value for family in text_string_to_metric_families(
+                node.daemon.cli("metrics").stdout) for s in family.samples
+                if s.name.startswith("banish_fleet_")}
+            assert metrics["banish_fleet_refused_addresses_total"] == len(HOSTILE) + 1
+            assert metrics["banish_fleet_connected"] == 1
+            assert metrics["banish_fleet_outbox_bans"] == 0
         assert not canary.exists()
 
 

@@ -433,6 +433,15 @@ class FleetSync:
                 self._failed("heartbeat", exc)
             await asyncio.sleep(HEARTBEAT)
 
+    def metrics(self) -> dict[str, float]:
+        """The fleet's gauges for /metrics (insight/metrics.py)."""
+        mine = next((n for n in self._nodes if n.get("node") == self.node), {})
+        unread = mine.get("lag_events", 0)
+        return {"connected": float(self.db is not None and not self.error),
+                "queued": float(self.store.outbox_size()),
+                "unread": float(unread) if isinstance(unread, int | float) else 0.0,
+                "refused": float(self.refused)}
+
     async def fresh_status(self) -> dict[str, Any]:
         """`status` with the node list read now (bounded: a slow database shows the last)."""
         if self.db is not None:

@@ -117,7 +117,8 @@ class Insight:
             backlog, failed = len(enforcer.unsaved), len(enforcer.failed)
         errors = {name: sum(1 for s in r.statuses.values() if s.state != "ok")
                   for name, r in rt.runners.items()}
-        return State(active, tuple(rt.stream.status()), errors, backlog, failed)
+        fleet = rt.fleet.metrics() if rt.fleet is not None else None
+        return State(active, tuple(rt.stream.status()), errors, backlog, failed, fleet)
 
     def text(self) -> str:
         return self.metrics.text()

@@ -47,6 +47,9 @@ class State:
     """Bans the store could not take yet (they are enforced; the disk is behind)."""
     failed_bans: int = 0
     """Bans a firewall refused, waiting for their retry."""
+    fleet: Mapping[str, float] | None = None
+    """With a fleet: ``connected`` (0/1), ``queued`` (bans and unbans waiting to be sent),
+    ``unread`` (the fleet's events this node has yet to read), ``refused`` (rows refused)."""
 
 
 class _StateCollector:
@@ -63,8 +66,8 @@ class _StateCollector:
                                    "Events waiting in a ban event stream subscriber's queue.",
                                    labels=["subscriber"])
         lag = GaugeMetricFamily("banish_subscriber_lag_seconds",
-                                "Age of the oldest event a subscriber has not finished "
-                                "(the fleet's lag is its subscriber's).", labels=["subscriber"])
+                                "Age of the oldest event a subscriber has not finished.",
+                                labels=["subscriber"])
         dropped = CounterMetricFamily("banish_subscriber_dropped_events",
                                       "Events a subscriber lost to a full queue.",
                                       labels=["subscriber"])
@@ -93,6 +96,20 @@ class _StateCollector:
         yield GaugeMetricFamily("banish_firewall_failed_bans",
                                 "Bans a firewall backend refused, waiting to be retried.",
                                 value=s.failed_bans)
+        if s.fleet is not None:
+            f = s.fleet
+            yield GaugeMetricFamily("banish_fleet_connected",
+                                    "1 when the fleet's database answers.",
+                                    value=f.get("connected", 0))
+            yield GaugeMetricFamily("banish_fleet_outbox_bans",
+                                    "Own bans and unbans waiting to be sent to the fleet.",
+                                    value=f.get("queued", 0))
+            yield GaugeMetricFamily("banish_fleet_unread_events",
+                                    "Fleet events this node has not read yet (its lag).",
+                                    value=f.get("unread", 0))
+            yield CounterMetricFamily("banish_fleet_refused_addresses",
+                                      "Addresses from the fleet refused as invalid.",
+                                      value=f.get("refused", 0))
 
 
 def _number(value: object) -> float:
