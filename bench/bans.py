@@ -31,7 +31,6 @@ its own.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import ipaddress
 import json
 import os
@@ -431,23 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     print(text)
     if a.record:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        info = machine_info(banish)
-        section = [f"\n## {stamp} — {SECTION}\n", *(f"- {k}: {v}" for k, v in info.items()),
-                   f"- command: `python3 bench/bans.py {shlex.join(argv or sys.argv[1:])}`",
-                   f"- data: {a.count:,} distinct addresses ({a.v6_share:.0%} IPv6), seed "
-                   f"{a.seed}; wall clock until the kernel holds the bans; every firewall in its "
-                   "own network namespace",
-                   f"- banish was driven by {how}",
-                   *([f"- note: {a.note}"] if a.note else []),
-                   f"- load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
-                   text, ""]
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results\n\nAppended by the `--record` flag of the "
-                               "scripts in bench/; see bench/README.md.\n")
-        with open(RESULTS, "a") as fh:
-            fh.write("\n".join(section))
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        machine.append_section(RESULTS, SECTION, [
+            *(f"{k}: {v}" for k, v in machine_info(banish).items()),
+            f"command: `python3 bench/bans.py {shlex.join(argv or sys.argv[1:])}`",
+            f"data: {a.count:,} distinct addresses ({a.v6_share:.0%} IPv6), seed {a.seed}; wall "
+            "clock until the kernel holds the bans; every firewall in its own network namespace",
+            f"banish was driven by {how}",
+            *([f"note: {a.note}"] if a.note else [])], load, text)
     return 0
 
 

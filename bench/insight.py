@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import shlex
 import signal
@@ -199,6 +198,7 @@ def bench_bulk(count: int, rounds: int, tmp: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from bans import machine_info
+    from machine import append_section
     from run_regex import RESULTS, find_banish
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -229,16 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if a.record:
         banish = find_banish(None)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         info = machine_info(banish) if banish is not None else {}
-        section = [f"\n## {stamp} — {SECTION}\n", *(f"- {k}: {v}" for k, v in info.items()),
-                   f"- command: `python3 bench/insight.py {shlex.join(argv or sys.argv[1:])}`",
-                   *([f"- note: {a.note}"] if a.note else []),
-                   f"- load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
-                   text, ""]
-        with open(RESULTS, "a") as fh:
-            fh.write("\n".join(section))
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        append_section(RESULTS, SECTION, [
+            *(f"{k}: {v}" for k, v in info.items()),
+            f"command: `python3 bench/insight.py {shlex.join(argv or sys.argv[1:])}`",
+            *([f"note: {a.note}"] if a.note else [])], load, text)
     return 0
 
 

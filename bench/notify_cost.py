@@ -19,7 +19,6 @@ Must not: touch the host's firewall (namespaces only), or edit RESULTS.md beyond
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shlex
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bans import JAIL, BanishDaemon, addresses, machine_info, netns, wait
+from machine import append_section
 from run_regex import RESULTS, find_banish
 
 SECTION = "notification actions' cost on the bulk ban (bench/notify_cost.py)"
@@ -164,19 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(rows)
     print(text)
     if a.record:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        info = machine_info(banish)
-        section = [f"\n## {stamp} — {SECTION}\n", *(f"- {k}: {v}" for k, v in info.items()),
-                   f"- command: `python3 bench/notify_cost.py {shlex.join(argv or sys.argv[1:])}`",
-                   f"- data: {a.count:,} distinct addresses ({a.v6_share:.0%} IPv6), seed "
-                   f"{a.seed}; `banish ban bench -` until it returns (kernel checked); nftables "
-                   "in a network namespace; rounds alternate without/with",
-                   *([f"- note: {a.note}"] if a.note else []),
-                   f"- load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n",
-                   text, ""]
-        with open(RESULTS, "a") as fh:
-            fh.write("\n".join(section))
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        append_section(RESULTS, SECTION, [
+            *(f"{k}: {v}" for k, v in machine_info(banish).items()),
+            f"command: `python3 bench/notify_cost.py {shlex.join(argv or sys.argv[1:])}`",
+            f"data: {a.count:,} distinct addresses ({a.v6_share:.0%} IPv6), seed {a.seed}; "
+            "`banish ban bench -` until it returns (kernel checked); nftables in a network "
+            "namespace; rounds alternate without/with",
+            *([f"note: {a.note}"] if a.note else [])], load, text)
     return 0
 
 
