@@ -2,10 +2,11 @@
 
 Owns the daemon's side of ``banish.fleet.database``:
 
-* out: a subscriber of the ban event stream writes this node's own bans (of jails with
-  ``fleet = share|both``) and its unbans by hand to a durable outbox in the local SQLite store
-  (so nothing is lost while PostgreSQL is away, or across a crash); a sender task publishes
-  the outbox in order, each event with an idempotent key, and drops what the database holds;
+* out: the enforcer asks `share` for this node's own bans of jails with ``fleet =
+  share|both`` and commits them to a durable outbox in the local SQLite store in the bans'
+  own transaction (nothing is lost while PostgreSQL is away, or in a crash); the stream
+  subscriber queues unbans by hand; a sender task publishes the outbox in order, as
+  decisions with idempotent keys, and drops what the database holds;
 * in: a receiver reads new fleet events by cursor -- woken by LISTEN/NOTIFY, which is only a
   doorbell, and by a timer -- validates every row (an address or a not-too-wide network, a jail
   of this node that receives) and applies it through the same enforcer as a local ban, with
@@ -28,6 +29,7 @@ import ipaddress
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -134,11 +136,9 @@ class FleetSync:
         self._wake.set()
 
     async def handle(self, event: BanEvent) -> None:
-        """Wake the sender for new bans (queued by the enforcer already); queue unbans by
-        hand, which the fleet lifts everywhere."""
-        if event.kind is EventKind.BAN:
-            self._wake.set()
-        elif event.kind is EventKind.UNBAN and event.reason == BY_HAND:
+        """Queue unbans by hand, which the fleet lifts everywhere (new bans are queued by the
+        enforcer, which wakes the sender itself)."""
+        if event.kind is EventKind.UNBAN and event.reason == BY_HAND:
             jails = self._jails()
             out = decisions("unban", [b for b in event.bans
                                       if (j := jails.get(b.jail)) is not None
@@ -156,7 +156,6 @@ class FleetSync:
             log.info("Fleet: sharing the %d own bans this node holds",
                      sum(len(e.addresses) for e in out))
         await asyncio.to_thread(self.store.outbox_add, out, {JOINED: "1"})
-        self.store.set_value(JOINED, "1")
         self._wake.set()
 
     def note_failure(self, jail: str, address: str, when: float) -> None:
@@ -230,6 +229,8 @@ class FleetSync:
         return self.db
 
     async def _sender(self) -> None:
+        from ..fleet.database import FleetEvent  # psycopg: imported only with a fleet
+
         delay = 1.0
         while True:
             db = await self._until_connected()
@@ -240,8 +241,6 @@ class FleetSync:
                     await asyncio.wait_for(self._wake.wait(), POLL)
                 continue
             now = self._clock()
-            from ..fleet.database import FleetEvent
-
             events = [FleetEvent(e.kind, e.jail, e.addresses, e.bantime, e.banned_at,
                                  max(0.0, now - e.banned_at)) for e in batch]
             sending = sum(len(e.addresses) for e in batch)
@@ -390,7 +389,7 @@ class FleetSync:
                 await self.db.add_failures([(jail, address, max(0.0, now - t))
                                             for (jail, address), times in batch.items()
                                             for t in times])
-                await self._ban_reached({k for k in batch}, now)
+                await self._ban_reached(set(batch), now)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -433,11 +432,15 @@ class FleetSync:
                 self._failed("heartbeat", exc)
             await asyncio.sleep(HEARTBEAT)
 
+    @property
+    def connected(self) -> bool:
+        return self.db is not None and not self.error
+
     def metrics(self) -> dict[str, float]:
         """The fleet's gauges for /metrics (insight/metrics.py)."""
         mine = next((n for n in self._nodes if n.get("node") == self.node), {})
         unread = mine.get("lag_events", 0)
-        return {"connected": float(self.db is not None and not self.error),
+        return {"connected": float(self.connected),
                 "queued": float(self.store.outbox_size()),
                 "unread": float(unread) if isinstance(unread, int | float) else 0.0,
                 "refused": float(self.refused)}
@@ -450,11 +453,9 @@ class FleetSync:
         return self.status()
 
     def status(self) -> dict[str, Any]:
-        origins: dict[str, int] = {}
-        for ban in self.enforcer.active:
-            origins[ban.origin or self.node] = origins.get(ban.origin or self.node, 0) + 1
+        origins = Counter(ban.origin or self.node for ban in self.enforcer.active)
         return {"node": self.node, "database": self.settings.described,
-                "connected": self.db is not None and not self.error, "error": self.error,
+                "connected": self.connected, "error": self.error,
                 "queued": self.store.outbox_size(), "sent": self.sent,
                 "received": self.received, "refused": self.refused,
                 "cursor": int(cursor) if (cursor := self.store.get_value(CURSOR)) else 0,
@@ -462,4 +463,4 @@ class FleetSync:
                 "failures_dropped": self._failures_dropped,
                 "nodes": [{k: (v if isinstance(v, str | int | float | None) else str(v))
                            for k, v in n.items()} for n in self._nodes],
-                "bans_by_origin": origins}
+                "bans_by_origin": dict(origins)}

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +113,11 @@ class Insight:
         active: dict[str, int] = {name: 0 for name in rt.runners}
         backlog = failed = 0
         if enforcer is not None:
-            for name in rt.runners:
-                active[name] = len(enforcer.banned_in(name))
+            # One pass over the bans (a list per jail was jails x bans: 9 million steps on
+            # every scrape with 91 jails and 100,000 bans).
+            for jail, count in Counter(b.jail for b in enforcer.active).items():
+                if jail in active:
+                    active[jail] = count
             backlog, failed = len(enforcer.unsaved), len(enforcer.failed)
         errors = {name: sum(1 for s in r.statuses.values() if s.state != "ok")
                   for name, r in rt.runners.items()}

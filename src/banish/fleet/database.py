@@ -5,14 +5,15 @@ Owns every statement the fleet runs, and the rules that make sharing safe on a b
 - **Order.** Writers take one transaction-scoped advisory lock before inserting, so event ids
   commit in id order: a reader whose cursor passed id n can never later see a smaller id
   commit (a plain sequence would let a slow transaction commit 104 after 105 was read).
-- **Exactly once.** Every event carries the sender's key (node, outbox instance, sequence);
-  ``ON CONFLICT (key) DO NOTHING`` makes a resend after a lost reply harmless.
+- **Exactly once.** Every decision carries a key made from the decision itself (a hash of
+  node, kind, jail, start, bantime and addresses); ``ON CONFLICT (key) DO NOTHING`` makes a
+  resend after a lost reply harmless.
 - **One clock.** A node sends how old a ban is and how long it lasts, never its own
   timestamps: ``banned_at``/``expires_at`` are computed with the database's ``now()``, and
   rows are read back with the database's ``now()`` beside them, so receivers apply the time
   left whatever their own clocks say.
-- **Batches.** A batch of up to 10,000 events is a handful of statements (``unnest`` of
-  arrays), not one per ban.
+- **Batches.** One row per decision (a log's ban is one address, a 100,000-address
+  blocklist one row with an array), one ``INSERT`` per batch sent.
 - **Doorbell.** ``NOTIFY banish_fleet`` carries nothing a receiver needs: it only wakes
   receivers, which then read rows by cursor (no payload limit, a lost notification costs at
   most one poll interval).
@@ -162,12 +163,8 @@ class FleetDatabase:
                    passfile: str | None = None) -> FleetDatabase:
         """Connect (raising when the database cannot be reached within a few seconds),
         bring the schema up to date, and register this node."""
-        extra: dict[str, Any] = {"application_name": f"banish {node}"[:63]}
-        if passfile:
-            extra["passfile"] = passfile
-        if "connect_timeout" not in database:
-            extra["connect_timeout"] = CONNECT_TIMEOUT
-        conninfo = make_conninfo(database, **extra)
+        conninfo = _conninfo(database, passfile, CONNECT_TIMEOUT,
+                             application_name=f"banish {node}"[:63])
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, timeout=CONNECT_TIMEOUT,
             kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection,
@@ -339,13 +336,21 @@ class FleetDatabase:
                     for n, v, ago, lag, queued in await cur.fetchall()]
 
 
-async def ping(database: str, passfile: str | None = None, timeout: float = 5.0) -> str:
-    """Connect once and return the server's version (``banish check --fleet``)."""
-    extra: dict[str, Any] = {"connect_timeout": max(1, int(timeout))}
+def _conninfo(database: str, passfile: str | None, timeout: int, **extra: Any) -> str:
+    """The admin's connection string plus the password file and a connect timeout (unless
+    the string gives its own)."""
     if passfile:
         extra["passfile"] = passfile
-    conn = await asyncio.wait_for(
-        psycopg.AsyncConnection.connect(make_conninfo(database, **extra)), timeout)
+    if "connect_timeout" not in database:
+        extra["connect_timeout"] = timeout
+    return make_conninfo(database, **extra)
+
+
+async def ping(database: str, passfile: str | None = None, timeout: float = 5.0) -> str:
+    """Connect once, without the pool's retries, and return the server's version: a
+    connection string's TLS settings are checked at once (tests/fleet/test_fleet_tls.py)."""
+    conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(
+        _conninfo(database, passfile, max(1, int(timeout)))), timeout)
     try:
         row = await (await conn.execute("SHOW server_version")).fetchone()
         return str(row[0]) if row else "?"

@@ -18,8 +18,6 @@ Tables (all prefixed ``banish_`` so they can live beside other schemas):
 
 from __future__ import annotations
 
-VERSION_TABLE = "banish_meta"
-
 MIGRATIONS: list[tuple[str, ...]] = [
     (
         """CREATE TABLE IF NOT EXISTS banish_meta (

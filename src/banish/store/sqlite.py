@@ -160,6 +160,7 @@ _EXPIRED = """SELECT address, jail, banned_at, bantime, origin FROM active_bans
     WHERE expires_at <= ? ORDER BY expires_at, address, jail"""
 _OUTBOX_ADD = """INSERT INTO fleet_outbox (kind, jail, addresses, count, bantime, banned_at)
     VALUES (?, ?, ?, ?, ?, ?)"""
+_SET_VALUE = "INSERT OR REPLACE INTO named_values (name, value) VALUES (?, ?)"
 _HISTORY = "SELECT address, jail, banned_at, bantime, failures, matches, origin FROM ban_history"
 
 
@@ -460,13 +461,11 @@ class SqliteStore:
                    values: Mapping[str, str] | None = None) -> None:
         """Append events (their ``seq`` is given here, in order) and set named ``values`` in
         the same transaction, committed on return."""
-        if not events:
+        if not events and not values:
             return
         with self._write("cannot queue fleet events") as conn:
             self._outbox_insert(conn, events)
-            for name, value in (values or {}).items():
-                conn.execute("INSERT OR REPLACE INTO named_values (name, value) VALUES (?, ?)",
-                             [name, value])
+            conn.executemany(_SET_VALUE, list((values or {}).items()))
 
     @staticmethod
     def _outbox_insert(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> None:
@@ -502,8 +501,7 @@ class SqliteStore:
 
     def set_value(self, name: str, value: str) -> None:
         with self._write(f"cannot save {name}") as conn:
-            conn.execute("INSERT OR REPLACE INTO named_values (name, value) VALUES (?, ?)",
-                         [name, value])
+            conn.execute(_SET_VALUE, [name, value])
 
     def get_value(self, name: str) -> str | None:
         rows = self._read(f"cannot read {name}",
