@@ -145,7 +145,7 @@ add(SSHD_BOTH, "log-text-in-user",
         "ssh2",
     S + "Failed publickey for invalid user x from {i} port 22 ssh2: RSA y from {a} port 4242 "
         "ssh2: RSA SHA256:abc",
-    v6=True, gaps={"fail2ban/sshd": "hostile:fail2ban/sshd:user-then-colon"})
+    v6=True)
 add(SSHD_BOTH, "ssh-version",
     S + "Bad protocol version identification 'SSH-2.0-x from {i} port 22' from {a} port 4242",
     S + "Bad protocol version identification '{i}' from {a} port 4242",
@@ -254,7 +254,7 @@ add(DOVECOT_BOTH, "log-text-in-user",
 add(DOVECOT_BOTH, "log-text-in-user",
     D + "auth: passwd-file(x,{i},<y>): unknown user,{a},<abc>): unknown user",
     D + "auth: passwd-file(x,{i}): Password mismatch x,{a}): Password mismatch",
-    v6=True, gaps={"fail2ban/dovecot": "hostile:fail2ban/dovecot:auth-user-text"})
+    v6=True)
 add(DOVECOT_BOTH, "email",
     DL + "user=<admin@{i}>, method=PLAIN, rip={a}, lip=192.0.2.10, TLS, session=<abc>",
     D + "auth: passwd-file(admin@{i},{a},<abc>): unknown user",
@@ -294,7 +294,7 @@ add(NGINX_AUTH_BOTH, "http-header",
     N + 'user "admin" was not found in "/etc/nginx/.htpasswd"' + NT + ', referrer: "x" was not '
         'found in "/f", client: {i}, server: example.org, request: "GET / HTTP/1.1", '
         'host: "example.org"',
-    v6=True, gaps={"fail2ban/nginx-http-auth": "hostile:fail2ban/nginx-http-auth:referrer-tail"})
+    v6=True)
 add(NGINX_AUTH_BOTH, "host-header",
     N + 'user "admin": password mismatch, client: {a}, server: example.org, request: '
         '"GET /private/ HTTP/1.1", host: "{i}"',

@@ -90,3 +90,33 @@ def test_a_numeric_host_name_is_not_turned_into_an_address(tmp_path: Path) -> No
         wait_for(lambda: "198.51.100.43" in d.bans(), what="the marker's ban")
         assert "203.0.113.9" not in d.bans()
         d.stop()
+
+
+def test_a_forged_line_is_not_read_and_is_said(tmp_path: Path) -> None:
+    """fail2ban's own sshd filter (the installed file, copied into the test's config) reads a
+    user name that imitates sshd's "from <address> port <n> ssh2: <key>" as the client; the
+    daemon reads such a line not at all and says so in its log (banish.match.forgery)."""
+    import shutil
+    import time
+
+    import pytest
+
+    if not Path("/etc/fail2ban/filter.d/sshd.conf").exists():
+        pytest.skip("Debian's fail2ban package is not installed")
+    jails = JAILS.replace("filter = demo", "filter = sshd").replace("a.log", "auth.log")
+    with Daemon(tmp_path, jails) as d:
+        for name in ("sshd.conf", "common.conf"):
+            shutil.copy(f"/etc/fail2ban/filter.d/{name}", d.cfg / "filter.d" / name)
+        (d.logs / "auth.log").touch()  # a file to read (else backend = auto takes the journal)
+        d.start()
+        t = time.strftime("%b %d %H:%M:%S")
+        forged = (f"{t} host sshd[42]: Failed password for invalid user x from 203.0.113.9 "
+                  "port 22 ssh2: RSA y from 198.51.100.51 port 4242 ssh2")
+        d.append("auth.log", forged, forged, forged)
+        d.append("auth.log", *(f"{t} host sshd[43]: Failed password for root from "
+                               "198.51.100.52 port 4242 ssh2" for _ in range(3)))
+        wait_for(lambda: "198.51.100.52" in d.bans(), what="the plain failures' ban")
+        wait_for(lambda: "3 forged line(s) not read" in d.log_text(), what="the warning")
+        assert "203.0.113.9" not in d.bans()
+        assert d.status("demo")["total_failed"] == 3
+        d.stop()

@@ -112,6 +112,7 @@ class Tally:
     lines: int = 0
     matched: int = 0
     ignored: int = 0
+    forged: int = 0
     per_regex: Counter[int] = field(default_factory=Counter)
     missed_lines: list[str] = field(default_factory=list)
     matched_lines: list[str] = field(default_factory=list)
@@ -180,6 +181,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             tally.per_regex[h.regex_index] += 1
         # Counted as fail2ban-regex counts: a NOFAIL hit makes the line "ignored"; any other
         # hit, even one still waiting for its address (multi-line), makes it "matched".
+        if result.forged:
+            tally.forged += 1
         if result.ignored or any(h.nofail for h in result.hits):
             tally.ignored += 1
         elif result.hits:
@@ -214,6 +217,9 @@ def _report(out: TextIO, definition: FilterDefinition, flt: CompiledFilter,
         if hits:
             w(f"|  {i + 1:>3}) [{hits}] {compiled.source}\n")
     w(f"\nIgnoreregex: {tally.ignored} total\n")
+    if tally.forged:
+        w(f"|  [{tally.forged}] forged: a client-written copy of the server's address field "
+          "(not read; see banish.match.forgery)\n")
     templates = flt.dates.templates_used() if hasattr(flt.dates, "templates_used") else []
     if templates:
         w("\nDate template hits:\n")

@@ -99,6 +99,8 @@ class JailRunner:
         self._found_since = 0.0
         self._found_logged = 0
         self._found_quiet = 0
+        self._forged_since = 0.0
+        self._forged_quiet = 0
 
     def _make_pipeline(self, config: JailConfig) -> Pipeline:
         return Pipeline(config, journal=self.source_kind == "systemd",
@@ -243,6 +245,7 @@ class JailRunner:
                     log.log(NOTICE, "[%s] %d addresses of %s banned within %ds: banning the "
                             "subnet", self.name, policy.escalate_count, verdict.bans[1].address,
                             int(policy.escalate_period))
+        self._note_forged(now)
         if self.on_batch is not None:
             self.on_batch(self, len(batch.lines), time.perf_counter() - started)
         if len(book):
@@ -275,6 +278,16 @@ class JailRunner:
             log.info("[%s] Found %d more failures in the last %ds (a flood: not logged one by "
                      "one)", self.name, self._found_quiet, int(now - self._found_since))
         self._found_since, self._found_logged, self._found_quiet = now, 0, 0
+
+    def _note_forged(self, now: float) -> None:
+        """Say, at most once a FOUND_WINDOW, how many lines were not read as forged: the
+        client wrote a copy of the server's text with another address in it."""
+        self._forged_quiet += self.pipeline.filter.take_forged_count()
+        if self._forged_quiet and now - self._forged_since >= FOUND_WINDOW:
+            log.warning("[%s] %d forged line(s) not read: the client's own text copies the "
+                        "server's address field, and the filter read the copy or the line "
+                        "cannot say which is the server's", self.name, self._forged_quiet)
+            self._forged_since, self._forged_quiet = now, 0
 
     async def _resolve(self, fid: str) -> list[str]:
         """The addresses of a host name a failure named (``usedns``)."""

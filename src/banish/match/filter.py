@@ -18,6 +18,7 @@ from ..config.filterdef import FilterDefinition
 from ..errors import ConfigError
 from ..events import Failure
 from .dates import DateDetector
+from .forgery import layout_for
 from .sessions import Candidate, SessionIndex
 from .tags import CompiledRegex, compile_regex
 
@@ -56,6 +57,8 @@ class LineResult:
     hits: list[Hit]
     ignored: bool = False
     time: float | None = None
+    forged: bool = False
+    """A failregex matched a line the client forged (`banish.match.forgery`); not read."""
 
     @property
     def failure(self) -> Hit | None:
@@ -116,6 +119,8 @@ class CompiledFilter:
         self._open_sessions = self.sessions.fields  # the same dict: `in` on the hot path
         self.sessions_from_prefregex = (self.prefregex is not None
                                         and "mlfid" in self.prefregex.pattern.groupindex)
+        self._layout = layout_for(definition.name)
+        self.forged_lines = 0
 
     # -- per line -----------------------------------------------------------------------------
 
@@ -192,7 +197,7 @@ class CompiledFilter:
                 self._buffer = [str(content)]
                 buf = None
         hits: list[Hit] = []
-        ignored = False
+        ignored = forged = False
         regexes = self.failregex
         session = pre_groups.get("mlfid")
         closed = session is not None and session not in self._open_sessions
@@ -207,7 +212,9 @@ class CompiledFilter:
                 continue
             fail = compiled.groups(m)
             matched, unmatched = self._split_lines(m, buf, compiled, original)
-            if self.ignoreregex and self._ignored(buf, matched):
+            copy = self._layout is not None and self._forged(fail, pre_groups, matched)
+            forged = forged or copy
+            if copy or (self.ignoreregex and self._ignored(buf, matched)):
                 ignored = True
                 if self.maxlines > 1:
                     self._buffer = unmatched
@@ -221,7 +228,29 @@ class CompiledFilter:
             hit = self._make_hit(index, fail, when, matched)
             if hit is not None:
                 hits.append(hit)
-        return LineResult(hits, ignored=ignored and not hits, time=when)
+        if forged and not hits:
+            self.forged_lines += 1
+        return LineResult(hits, ignored=ignored and not hits, time=when,
+                          forged=forged and not hits)
+
+    def take_forged_count(self) -> int:
+        """How many lines were not read as forged since the last call (for the daemon's log)."""
+        count, self.forged_lines = self.forged_lines, 0
+        return count
+
+    def _forged(self, fail: dict[str, object], pre_groups: dict[str, object],
+                matched: list[str]) -> bool:
+        """Whether a matched line is one the client forged (see `banish.match.forgery`)."""
+        assert self._layout is not None
+        if len(matched) != 1:  # which line the address came from is not known here
+            return any(self._layout.forged(line, None) for line in matched)
+        address = None
+        for group in ("ip4", "ip6", "dns"):
+            value = fail.get(group) or pre_groups.get(group)
+            if value is not None:
+                address = str(value)
+                break
+        return self._layout.forged(matched[0], address)
 
     def _ignored(self, buf: str, matched: list[str] | None) -> bool:
         text = buf if matched is None or self.maxlines <= 1 else "\n".join(matched) + "\n"
