@@ -140,7 +140,8 @@ def layout_for(filter_name: str) -> ServerLayout | None:
     """The layout of the server whose log ``filter_name`` reads, or None (none known).
 
     Every ``nginx-*`` filter reads nginx's error log (some also its access log, which the
-    layout's ``only`` leaves alone).
+    layout's ``only`` leaves alone). A filter copied under a name of its own (``my-sshd``) gets
+    no layout: name it after the server to keep the check.
     """
     if filter_name == "sshd":
         return _SSHD
