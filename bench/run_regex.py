@@ -13,7 +13,6 @@ regex.  Matched counts are printed side by side; a disagreement makes the exit s
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import os
 import platform
@@ -314,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         print("banish: not installed/importable yet; its columns read n/a", file=sys.stderr)
     bconfig = a.banish_config or a.config
 
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load = os.getloadavg()
     rows: list[tuple[str, Case, int, int, Result, Result]] = []
     for name in a.cases:
         case = CASES[name]
@@ -341,20 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"matched counts disagree: {', '.join(disagree)}", file=sys.stderr)
     if a.record:
         info = machine_info(f2b_cmd, banish)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        section = [f"\n## {stamp}\n", *(f"- {k}: {v}" for k, v in info.items()),
-                   f"- command: `python3 bench/run_regex.py {shlex.join(argv or sys.argv[1:])}`",
-                   f"- data: seed {a.seed}, {a.lines} lines per file; times are wall clock incl. "
-                   f"start-up, best of {a.repeat_fail2ban} (fail2ban-regex) / "
-                   f"{a.repeat_banish} (banish)",
-                   *([f"- note: {a.note}"] if a.note else []),
-                   f"- load average before the run: {load}\n", text, ""]
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results\n\nAppended by `bench/run_regex.py --record`;"
-                               " see bench/README.md.\n")
-        with open(RESULTS, "a") as fh:
-            fh.write("\n".join(section))
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        machine.append_section(RESULTS, "banish regex vs fail2ban-regex (bench/run_regex.py)", [
+            *(f"{k}: {v}" for k, v in info.items()),
+            f"command: `python3 bench/run_regex.py {shlex.join(argv or sys.argv[1:])}`",
+            f"data: seed {a.seed}, {a.lines} lines per file; times are wall clock incl. "
+            f"start-up, best of {a.repeat_fail2ban} (fail2ban-regex) / {a.repeat_banish} (banish)",
+            *([f"note: {a.note}"] if a.note else [])], load, text)
     return 1 if disagree else 0
 
 
