@@ -32,9 +32,10 @@ import re
 from dataclasses import dataclass
 
 from ..addr import canonical_address
+from .tags import IPV4
 
 # An address as these servers write it: dotted IPv4 or colon-hex IPv6 (maybe IPv4-mapped).
-_ADDRESS = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)"
+_ADDRESS = rf"(?:{IPV4}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +59,12 @@ class ServerLayout:
 
     def forged(self, line: str, address: str | None) -> bool:
         """Whether ``line`` must not be read when the filter read ``address`` from it."""
-        if line.count(self.literal) < 2:  # the common case, in a few string operations
-            if address is None:
-                return False
+        if address is not None and line.count(self.literal) < 2:
+            # At most one place holds the piece: when it holds the address read, that is all
+            # (the common case, in a few string operations).
             for before, after in self.probes:
                 if before + address + after in line:
                     return False
-            m = self.piece.search(line)
-            if m is None or m.group("addr") == address or not any(
-                    tail.match(line, m.end()) for tail in self._tails(line)):
-                return False
-            return not _same(m.group("addr"), address) and self._applies(line)
         candidates = self._candidates(line)
         if not candidates or (len(candidates) == 1 and (address is None
                                                         or _same(candidates[0], address))):
@@ -84,6 +80,8 @@ class ServerLayout:
 
     def _candidates(self, line: str) -> list[str]:
         pieces = list(self.piece.finditer(line))
+        if not pieces:
+            return []
         for tail in self._tails(line):
             found = [m.group("addr") for m in pieces if tail.match(line, m.end())]
             if found:
